@@ -1,0 +1,69 @@
+"""Key providers by URI scheme, and the key ring the filesystem uses."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from collections.abc import Mapping
+
+from envstore.errors import ConfigError
+from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey, canonical_context
+
+__all__ = [
+    "DATA_KEY_BYTES",
+    "PROVIDERS",
+    "KeyProvider",
+    "WrappedKey",
+    "canonical_context",
+    "get_provider",
+]
+
+#: URI scheme -> (module, class, pip extra). Imported lazily so the core stays light.
+PROVIDERS: dict[str, tuple[str, str, str | None]] = {
+    "local": ("envstore.keys.local", "LocalKeyProvider", None),
+    "env": ("envstore.keys.local", "LocalKeyProvider", None),
+    "alikms": ("envstore.keys.alikms", "AliKmsProvider", "alikms"),
+    "alikms-instance": ("envstore.keys.alikms_instance", "AliKmsInstanceProvider", "alikms-instance"),
+    "awskms": ("envstore.keys.awskms", "AwsKmsProvider", "aws"),
+}
+
+_cache: dict[tuple[str, str], KeyProvider] = {}
+_cache_lock = threading.Lock()
+
+
+def scheme_of(uri: str) -> str:
+    if not isinstance(uri, str) or "://" not in uri:
+        raise ConfigError(
+            f"key URI {uri!r} must look like scheme://..., one of: "
+            + ", ".join(f"{s}://" for s in PROVIDERS)
+        )
+    scheme = uri.split("://", 1)[0]
+    if scheme not in PROVIDERS:
+        raise ConfigError(
+            f"unknown key URI scheme {scheme!r} in {uri!r}; known: " + ", ".join(PROVIDERS)
+        )
+    return scheme
+
+
+def get_provider(uri: str, kms_options: Mapping[str, Mapping[str, object]] | None = None) -> KeyProvider:
+    """The provider for ``uri``; KMS providers are created once per process per options.
+
+    Local providers are not cached (they are cheap, and the key file or variable may change).
+    """
+    scheme = scheme_of(uri)
+    module_name, class_name, extra = PROVIDERS[scheme]
+    options = dict((kms_options or {}).get(scheme) or {})
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except ImportError as exc:
+        hint = f'pip install "envstore[{extra}]"' if extra else "reinstall envstore"
+        raise ConfigError(f"{scheme}:// keys need extra packages: {hint} ({exc})") from None
+    if scheme in ("local", "env"):
+        return cls(uri, options)
+    token = (uri, json.dumps(options, sort_keys=True, default=repr))
+    with _cache_lock:
+        provider = _cache.get(token)
+        if provider is None:
+            provider = _cache[token] = cls(uri, options)
+    return provider

@@ -1,0 +1,174 @@
+"""The key ring: which providers wrap new data keys and which may open existing ones.
+
+Also holds the optional data-key cache (``key_cache`` option, off by default):
+
+* writes reuse one data key across objects with the same encryption context until
+  ``max_age`` seconds, ``max_objects`` objects or ``max_bytes`` plaintext bytes are reached
+  (each object still gets a fresh salt, hence fresh chunk keys, from C2SP);
+* reads keep unwrapped data keys, keyed by the wrapped form and context, for ``max_age``
+  seconds (at most ``max_entries``), so a dataset written under one cached data key costs one
+  KMS ``Decrypt`` per process.
+
+A ring lives in one process: it is never pickled (the filesystem pickles key URIs only).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from envstore.errors import ConfigError, KeyAccessError
+from envstore.keys import get_provider
+from envstore.keys.base import KeyProvider, WrappedKey, canonical_context
+
+_CACHE_LIMITS = {"max_age": float, "max_objects": int, "max_bytes": int, "max_entries": int}
+_DEFAULT_CACHE = {"max_age": 300.0, "max_objects": 1 << 32, "max_bytes": 1 << 50, "max_entries": 1000}
+
+
+def parse_key_cache(value: object) -> dict[str, float] | None:
+    """Validate the ``key_cache`` option: ``None``/``False`` (off), ``True`` or a dict of limits."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return dict(_DEFAULT_CACHE)
+    if not isinstance(value, Mapping):
+        raise ConfigError("key_cache must be a dict like {'max_age': 300, 'max_objects': 1000}")
+    unknown = set(value) - set(_CACHE_LIMITS)
+    if unknown:
+        raise ConfigError(f"unknown key_cache limits {sorted(unknown)}; known: {sorted(_CACHE_LIMITS)}")
+    limits = dict(_DEFAULT_CACHE)
+    for name, kind in _CACHE_LIMITS.items():
+        if name in value:
+            v = value[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"key_cache[{name!r}] must be a positive number")
+            limits[name] = kind(v)
+    return limits
+
+
+@dataclass
+class _WriteEntry:
+    key: bytes
+    recipients: tuple[WrappedKey, ...]
+    created: float
+    objects: int = 0
+    nbytes: int = 0
+
+
+class KeyRing:
+    """Providers for ``key_uris`` (new objects, tried first on read) and ``decrypt_key_uris``."""
+
+    def __init__(
+        self,
+        key_uris: Sequence[str],
+        decrypt_key_uris: Sequence[str] = (),
+        kms_options: Mapping[str, Mapping[str, object]] | None = None,
+        key_cache: Mapping[str, float] | None = None,
+    ) -> None:
+        self.key_uris = list(key_uris)
+        self.decrypt_key_uris = [u for u in decrypt_key_uris if u not in self.key_uris]
+        self.kms_options = kms_options or {}
+        self.cache = key_cache
+        self._providers: dict[str, KeyProvider] = {}
+        self._lock = threading.Lock()
+        self._writes: dict[bytes, _WriteEntry] = {}
+        self._reads: OrderedDict[tuple[bytes, tuple[str, ...]], tuple[bytes, float]] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"<KeyRing keys={self.key_uris} decrypt={self.decrypt_key_uris}>"
+
+    def __reduce__(self):
+        raise TypeError("KeyRing must not be pickled")
+
+    def provider(self, uri: str) -> KeyProvider:
+        p = self._providers.get(uri)
+        if p is None:
+            p = self._providers[uri] = get_provider(uri, self.kms_options)
+        return p
+
+    # -- writing ----------------------------------------------------------------------------
+    def new_data_key(self, context: Mapping[str, str]) -> tuple[bytearray, list[WrappedKey]]:
+        """A data key for one new object and its recipients (one per ``key_uris`` entry)."""
+        if not self.key_uris:
+            raise ConfigError("no key_uri configured for writing")
+        ctx = canonical_context(context)
+        if self.cache is not None:
+            with self._lock:
+                entry = self._writes.get(ctx)
+                if entry is not None and self._fresh(entry):
+                    entry.objects += 1
+                    return bytearray(entry.key), list(entry.recipients)
+        first, *rest = [self.provider(u) for u in self.key_uris]
+        key, wrapped = first.generate_data_key(context)
+        recipients = [wrapped] + [p.wrap(key, context) for p in rest]
+        if self.cache is not None:
+            with self._lock:
+                self._writes[ctx] = _WriteEntry(bytes(key), tuple(recipients), time.monotonic(), 1)
+        return key, recipients
+
+    def _fresh(self, entry: _WriteEntry) -> bool:
+        c = self.cache
+        assert c is not None
+        return (
+            time.monotonic() - entry.created < c["max_age"]
+            and entry.objects < c["max_objects"]
+            and entry.nbytes < c["max_bytes"]
+        )
+
+    def account(self, recipients: Sequence[WrappedKey], nbytes: int) -> None:
+        """Count ``nbytes`` of plaintext encrypted under the (cached) data key of ``recipients``."""
+        if self.cache is None:
+            return
+        with self._lock:
+            for entry in self._writes.values():
+                if entry.recipients and entry.recipients[0] == recipients[0]:
+                    entry.nbytes += nbytes
+
+    # -- reading ----------------------------------------------------------------------------
+    def open_data_key(self, recipients: Sequence[WrappedKey], context: Mapping[str, str]) -> bytearray:
+        """Unwrap the data key with the first configured provider that can; KeyAccessError else."""
+        if not recipients:
+            raise KeyAccessError("object has no recipients")
+        ctx = canonical_context(context)
+        token = (ctx, tuple(r.encode() for r in recipients))
+        if self.cache is not None:
+            with self._lock:
+                hit = self._reads.get(token)
+                if hit is not None and time.monotonic() - hit[1] < self.cache["max_age"]:
+                    self._reads.move_to_end(token)
+                    return bytearray(hit[0])
+        errors: list[str] = []
+        tried = False
+        for uri in self.key_uris + self.decrypt_key_uris:
+            provider = self.provider(uri)
+            for wrapped in recipients:
+                if not provider.matches(wrapped):
+                    continue
+                tried = True
+                try:
+                    key = provider.unwrap(wrapped, context)
+                except KeyAccessError as exc:
+                    errors.append(f"{uri}: {exc}")
+                    continue
+                if self.cache is not None:
+                    self._remember(token, key)
+                return key
+        wrapped_for = ", ".join(f"{r.provider}:{r.key_id}" for r in recipients)
+        if not tried:
+            configured = ", ".join(self.key_uris + self.decrypt_key_uris) or "none"
+            raise KeyAccessError(
+                f"object is wrapped for {wrapped_for}; none of the configured keys "
+                f"({configured}) is one of them (add it to key_uri or decrypt_key_uris)"
+            )
+        raise KeyAccessError("; ".join(errors))
+
+    def _remember(self, token: tuple[bytes, tuple[str, ...]], key: bytearray) -> None:
+        assert self.cache is not None
+        with self._lock:
+            self._reads[token] = (bytes(key), time.monotonic())
+            self._reads.move_to_end(token)
+            while len(self._reads) > self.cache["max_entries"]:
+                self._reads.popitem(last=False)
