@@ -22,3 +22,15 @@ __all__ = [
     "NotEncryptedError",
     "__version__",
 ]
+
+import fsspec as _fsspec
+
+_fsspec.register_implementation("envstore", "envstore.fs.EnvstoreFileSystem", clobber=True)
+
+
+def __getattr__(name: str):  # lazy: importing envstore must not import the whole stack
+    if name == "EnvstoreFileSystem":
+        from envstore.fs import EnvstoreFileSystem
+
+        return EnvstoreFileSystem
+    raise AttributeError(name)

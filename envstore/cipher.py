@@ -1,0 +1,217 @@
+"""C2SP chunked-encryption v1 (AEAD_AES_256_GCM, HKDF-Expand SHA-512, 16 KiB chunks).
+
+Built on cryptography's hazmat ``AESGCM`` and ``HKDFExpand`` (cryptography 41+), compatible
+with pyca's ``cryptography.cobblestone.Cobblestone256Encryptor/Decryptor`` (cryptography 50+):
+
+* ``key(32) || base_nonce(12) || commitment(32) = HKDF-Expand(SHA-512, data_key,
+  "c2sp.org/chunked-encryption@v1+AEAD_AES_256_GCM" || 0x00 || salt(24) || context, 76)``;
+* body = ``salt || commitment || chunk_0 || ... || chunk_n``, chunk ``k`` sealed with nonce
+  ``base_nonce XOR k`` (big-endian) and no associated data; the final chunk holds fewer than
+  16384 bytes (possibly none), every other chunk exactly 16384.
+
+:class:`Encryptor` streams with bounded memory; :class:`Decryptor` authenticates any run of
+chunks independently (random access) after checking the commitment once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from envstore.errors import IntegrityError
+from envstore.format import CHUNK, COMMITMENT, MAX_CHUNKS, PREFIX, SALT, TAG, WIRE_CHUNK
+
+LABEL = b"c2sp.org/chunked-encryption@v1+AEAD_AES_256_GCM\x00"
+_HAS_INTO = hasattr(AESGCM, "encrypt_into")
+
+
+def _derive(data_key: bytes | bytearray, salt: bytes, context: bytes) -> tuple[AESGCM, int, bytes]:
+    if len(data_key) != 32:
+        raise ValueError("data key must be 32 bytes")
+    okm = bytearray(
+        HKDFExpand(hashes.SHA512(), 76, LABEL + salt + context).derive(bytes(data_key))
+    )
+    aead = AESGCM(bytes(okm[:32]))
+    base = int.from_bytes(okm[32:44], "big")
+    commitment = bytes(okm[44:76])
+    okm[:] = bytes(76)
+    return aead, base, commitment
+
+
+class Encryptor:
+    """Streaming C2SP encryptor. Write :attr:`prefix` first, then what the methods return."""
+
+    __slots__ = ("_aead", "_base", "_index", "_pending", "finalized", "plain_bytes", "prefix")
+
+    def __init__(
+        self, data_key: bytes | bytearray, context: bytes, salt: bytes | None = None
+    ) -> None:
+        salt = os.urandom(SALT) if salt is None else salt
+        if len(salt) != SALT:
+            raise ValueError("salt must be 24 bytes")
+        self._aead, self._base, commitment = _derive(data_key, salt, context)
+        self.prefix = salt + commitment
+        self._index = 0
+        self._pending = bytearray()  # plaintext of an incomplete chunk
+        self.plain_bytes = 0
+        self.finalized = False
+
+    def __repr__(self) -> str:
+        return f"<Encryptor chunk={self._index}>"
+
+    def __reduce__(self):
+        raise TypeError("Encryptor holds key material and must not be pickled")
+
+    @staticmethod
+    def wire_size(nchunks: int) -> int:
+        return nchunks * WIRE_CHUNK
+
+    def _nonce(self, index: int) -> bytes:
+        if index >= MAX_CHUNKS:
+            raise OverflowError("C2SP chunk limit reached")
+        return (self._base ^ index).to_bytes(12, "big")
+
+    def encrypt_full_into(self, data: memoryview, out: memoryview) -> int:
+        """Seal ``len(data) // CHUNK`` full chunks of ``data`` into ``out``; bytes written."""
+        n = len(data) // CHUNK
+        aead, nonce, index = self._aead, self._nonce, self._index
+        if _HAS_INTO:
+            into = aead.encrypt_into
+            for i in range(n):
+                into(
+                    nonce(index + i),
+                    data[i * CHUNK : (i + 1) * CHUNK],
+                    None,
+                    out[i * WIRE_CHUNK : (i + 1) * WIRE_CHUNK],
+                )
+        else:  # cryptography < 45
+            for i in range(n):
+                out[i * WIRE_CHUNK : (i + 1) * WIRE_CHUNK] = aead.encrypt(
+                    nonce(index + i), data[i * CHUNK : (i + 1) * CHUNK], None
+                )
+        self._index = index + n
+        self.plain_bytes += n * CHUNK
+        return n * WIRE_CHUNK
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Sealed full chunks for ``data`` (buffers an incomplete chunk)."""
+        if self.finalized:
+            raise ValueError("encryptor already finalized")
+        view = memoryview(data).cast("B")
+        if self._pending:
+            take = min(CHUNK - len(self._pending), len(view))
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) < CHUNK:
+                return b""
+        out = bytearray(((len(self._pending) + len(view)) // CHUNK) * WIRE_CHUNK)
+        mv = memoryview(out)
+        pos = 0
+        if len(self._pending) == CHUNK:
+            pos = self.encrypt_full_into(memoryview(self._pending), mv)
+            self._pending.clear()
+        full = (len(view) // CHUNK) * CHUNK
+        pos += self.encrypt_full_into(view[:full], mv[pos:])
+        self._pending += view[full:]
+        return bytes(out[:pos])
+
+    def finalize(self) -> bytes:
+        """The final (short, possibly empty) chunk."""
+        if self.finalized:
+            raise ValueError("encryptor already finalized")
+        assert len(self._pending) < CHUNK
+        sealed = self._aead.encrypt(self._nonce(self._index), bytes(self._pending), None)
+        self.plain_bytes += len(self._pending)
+        self._pending.clear()
+        self._index += 1
+        self.finalized = True
+        return sealed
+
+
+class Decryptor:
+    """Random-access C2SP decryptor: the commitment is checked once, here, before any chunk."""
+
+    __slots__ = ("_aead", "_base")
+
+    def __init__(self, data_key: bytes | bytearray, context: bytes, prefix: bytes) -> None:
+        if len(prefix) < PREFIX:
+            raise IntegrityError("ciphertext is truncated before its commitment")
+        self._aead, self._base, commitment = _derive(data_key, bytes(prefix[:SALT]), context)
+        if not hmac.compare_digest(commitment, bytes(prefix[SALT : SALT + COMMITMENT])):
+            raise IntegrityError(
+                "key commitment mismatch: wrong data key or context, or the object was altered"
+            )
+
+    def __repr__(self) -> str:
+        return "<Decryptor>"
+
+    def __reduce__(self):
+        raise TypeError("Decryptor holds key material and must not be pickled")
+
+    def decrypt_chunks(self, first: int, wire: bytes | memoryview, final: int) -> bytearray:
+        """Plaintext of consecutive chunks ``first..`` whose ciphertext is ``wire``.
+
+        ``final`` is the index of the object's final chunk. Every chunk is authenticated before
+        the result is returned; any failure raises IntegrityError and releases nothing.
+        """
+        wire = memoryview(wire).cast("B")
+        nfull, rest = divmod(len(wire), WIRE_CHUNK)
+        last = first + nfull - 1
+        if rest:
+            last += 1
+            if last != final or rest < TAG:
+                raise IntegrityError("ciphertext chunk run has an impossible length")
+        elif last >= final:
+            raise IntegrityError("final chunk has full length: object truncated or extended")
+        out = bytearray(nfull * CHUNK + max(0, rest - TAG))
+        mv = memoryview(out)
+        aead, base = self._aead, self._base
+        try:
+            if _HAS_INTO:
+                into = aead.decrypt_into
+                for i in range(nfull):
+                    into(
+                        (base ^ (first + i)).to_bytes(12, "big"),
+                        wire[i * WIRE_CHUNK : (i + 1) * WIRE_CHUNK],
+                        None,
+                        mv[i * CHUNK : (i + 1) * CHUNK],
+                    )
+            else:
+                for i in range(nfull):
+                    mv[i * CHUNK : (i + 1) * CHUNK] = aead.decrypt(
+                        (base ^ (first + i)).to_bytes(12, "big"),
+                        wire[i * WIRE_CHUNK : (i + 1) * WIRE_CHUNK],
+                        None,
+                    )
+            if rest:
+                mv[nfull * CHUNK :] = aead.decrypt(
+                    (base ^ last).to_bytes(12, "big"), wire[nfull * WIRE_CHUNK :], None
+                )
+        except InvalidTag:
+            mv.release()
+            out[:] = b""
+            raise IntegrityError(
+                f"a chunk in {first}..{last} failed authentication (tampered, truncated, "
+                "reordered or wrong key)"
+            ) from None
+        return out
+
+
+def encrypt(data_key: bytes | bytearray, context: bytes, plaintext: bytes) -> bytes:
+    """One-shot helper: the whole body for ``plaintext``."""
+    enc = Encryptor(data_key, context)
+    return enc.prefix + enc.update(plaintext) + enc.finalize()
+
+
+def decrypt(data_key: bytes | bytearray, context: bytes, body: bytes) -> bytearray:
+    """One-shot helper: the plaintext of a whole body (length checked, every chunk authenticated)."""
+    from envstore.format import final_chunk, plain_size
+
+    size = plain_size(len(body))
+    dec = Decryptor(data_key, context, body[:PREFIX])
+    return dec.decrypt_chunks(0, memoryview(body)[PREFIX:], final_chunk(size))

@@ -1,0 +1,125 @@
+"""The store-adapter interface, and the generic adapter for any fsspec filesystem.
+
+An adapter moves *stored* bytes (ciphertext, headers) and envelope metadata for one backend
+family; it never sees plaintext or keys.  The generic adapter has no user metadata, so
+envelopes live in the in-object header; S3 and OSS adapters store them as user metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fsspec import AbstractFileSystem
+
+
+@dataclass(frozen=True)
+class Head:
+    """What one metadata request says about a stored object."""
+
+    size: int  # stored bytes (header + body)
+    fields: Mapping[str, str] | None  # user metadata (lowercase keys); None: backend has none
+    token: tuple[Any, ...] = ()  # changes when the object is replaced (ETag, mtime)
+
+
+class Sink(Protocol):
+    """A pending object: bytes written are consumed before ``write`` returns."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def commit(self) -> None:
+        """Make the object visible at its path, atomically where the backend allows."""
+
+    def discard(self) -> None:
+        """Drop everything written; nothing appears at the path."""
+
+
+def entry_token(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A change token from a listing/info entry (whatever the backend offers)."""
+    return tuple(
+        entry.get(k)
+        for k in ("size", "ETag", "etag", "mtime", "ino", "LastModified", "last_modified", "created")
+    )
+
+
+class Store:
+    """Generic adapter over any fsspec filesystem; envelopes go into the in-object header."""
+
+    #: byte limit of user metadata, or None where the backend has none (header placement)
+    metadata_limit: int | None = None
+
+    def __init__(self, fs: AbstractFileSystem) -> None:
+        self.fs = fs
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} over {type(self.fs).__name__}>"
+
+    # -- metadata ----------------------------------------------------------------------------
+    def head(self, path: str) -> Head:
+        info = self.fs.info(path)
+        if info.get("type") == "directory":
+            raise IsADirectoryError(path)
+        return Head(int(info["size"]), None, entry_token(info))
+
+    def metadata_size(self, fields: Mapping[str, str]) -> int:
+        return sum(len(k.encode()) + len(v.encode()) for k, v in fields.items())
+
+    def listing_plain_size(self, entry: Mapping[str, Any]) -> int | None:
+        """Plaintext size from a listing entry alone, or None if a read is needed."""
+        return None
+
+    def set_metadata(self, path: str, fields: Mapping[str, str]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no user metadata")
+
+    # -- content -----------------------------------------------------------------------------
+    def read(self, path: str, start: int, end: int) -> bytes:
+        return self.fs.cat_file(path, start=start, end=end)
+
+    def read_many(
+        self, paths: Sequence[str], starts: Sequence[int], ends: Sequence[int]
+    ) -> list[bytes]:
+        out = self.fs.cat_ranges(list(paths), list(starts), list(ends), on_error="raise")
+        for r in out:
+            if isinstance(r, BaseException):
+                raise r
+        return out
+
+    def open_sink(
+        self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
+    ) -> Sink:
+        if metadata:
+            raise NotImplementedError(f"{type(self).__name__} has no user metadata")
+        return _FileSink(self.fs, path)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy a stored object with its envelope (header placement: the bytes carry it)."""
+        self.fs.cp_file(src, dst)
+
+    def move(self, src: str, dst: str) -> None:
+        self.fs.mv(src, dst)
+
+
+class _FileSink:
+    """Writes through the inner filesystem's own buffered file (uploaded on close)."""
+
+    def __init__(self, fs: AbstractFileSystem, path: str) -> None:
+        self.f = fs.open(path, "wb")
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.f.write(bytes(data) if isinstance(data, memoryview) else data)
+
+    def commit(self) -> None:
+        self.f.close()
+
+    def discard(self) -> None:
+        discard = getattr(self.f, "discard", None)
+        try:
+            if discard is not None:
+                discard()
+        finally:
+            # AbstractBufferedFile.__del__ would otherwise close (= upload) what was written
+            try:
+                self.f.closed = True
+            except AttributeError:
+                pass
