@@ -33,9 +33,7 @@ _HAS_INTO = hasattr(AESGCM, "encrypt_into")
 def _derive(data_key: bytes | bytearray, salt: bytes, context: bytes) -> tuple[AESGCM, int, bytes]:
     if len(data_key) != 32:
         raise ValueError("data key must be 32 bytes")
-    okm = bytearray(
-        HKDFExpand(hashes.SHA512(), 76, LABEL + salt + context).derive(bytes(data_key))
-    )
+    okm = bytearray(HKDFExpand(hashes.SHA512(), 76, LABEL + salt + context).derive(bytes(data_key)))
     aead = AESGCM(bytes(okm[:32]))
     base = int.from_bytes(okm[32:44], "big")
     commitment = bytes(okm[44:76])
@@ -209,7 +207,7 @@ def encrypt(data_key: bytes | bytearray, context: bytes, plaintext: bytes) -> by
 
 
 def decrypt(data_key: bytes | bytearray, context: bytes, body: bytes) -> bytearray:
-    """One-shot helper: the plaintext of a whole body (length checked, every chunk authenticated)."""
+    """One-shot helper: the plaintext of a whole body (every chunk authenticated)."""
     from envstore.format import final_chunk, plain_size
 
     size = plain_size(len(body))

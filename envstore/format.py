@@ -61,6 +61,7 @@ def context_bytes(context: Mapping[str, str]) -> bytes:
 
 # -- size arithmetic -----------------------------------------------------------------------
 
+
 def body_size(plain_size: int) -> int:
     """Ciphertext body length for ``plain_size`` plaintext bytes."""
     if plain_size < 0:
@@ -111,6 +112,7 @@ def wire_span(first: int, last: int, plain_len: int) -> tuple[int, int]:
 
 # -- base64 helpers (canonical only) -------------------------------------------------------
 
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -130,6 +132,7 @@ def _b64url(data: bytes) -> str:
 
 
 # -- the envelope --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Envelope:
@@ -222,8 +225,13 @@ class Envelope:
 
     def with_recipients(self, recipients: Sequence[WrappedKey]) -> Envelope:
         return Envelope(
-            tuple(recipients), self.salt, self.commitment, self.context, self.size,
-            self.version, self.suite,
+            tuple(recipients),
+            self.salt,
+            self.commitment,
+            self.context,
+            self.size,
+            self.version,
+            self.suite,
         )
 
     def check_prefix(self, prefix: bytes) -> None:
@@ -239,6 +247,7 @@ class Envelope:
 
 
 # -- in-object header ----------------------------------------------------------------------
+
 
 def encode_header(envelope: Envelope) -> bytes:
     doc = json.dumps(envelope.to_fields(), sort_keys=True, separators=(",", ":")).encode("ascii")

@@ -284,7 +284,10 @@ class EnvstoreFileSystem(ChainedFileSystem):
         **kwargs: Any,
     ) -> Any:
         found = self.fs.find(
-            self._strip_protocol(path), maxdepth=maxdepth, withdirs=withdirs, detail=True,
+            self._strip_protocol(path),
+            maxdepth=maxdepth,
+            withdirs=withdirs,
+            detail=True,
             **kwargs,
         )
         found = {
@@ -355,7 +358,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
     ) -> Any:
         path = self._strip_protocol(path)
         if not autocommit:
-            raise NotImplementedError("envstore writes commit on close; transactions are not supported")
+            raise NotImplementedError(
+                "envstore writes commit on close; transactions are not supported"
+            )
         if mode == "rb":
             return EnvstoreReadFile(
                 self,
@@ -534,9 +539,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
             enc = Encryptor(key, context_bytes(self.context))
         finally:
             key[:] = bytes(len(key))
-        env = Envelope(
-            tuple(recipients), enc.prefix[:24], enc.prefix[24:], self.context, size
-        )
+        env = Envelope(tuple(recipients), enc.prefix[:24], enc.prefix[24:], self.context, size)
         metadata, header = self._place(env)
         hint = None if size is None else len(header or b"") + body_size(size)
         sink = self.store.open_sink(path, metadata, hint)
@@ -620,7 +623,11 @@ class EnvstoreFileSystem(ChainedFileSystem):
         self._forget(path2)
 
     def mv(
-        self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
+        self,
+        path1: Any,
+        path2: Any,
+        recursive: bool = False,
+        maxdepth: int | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(path1, str) and isinstance(path2, str) and not recursive:

@@ -24,7 +24,11 @@ PROVIDERS: dict[str, tuple[str, str, str | None]] = {
     "local": ("envstore.keys.local", "LocalKeyProvider", None),
     "env": ("envstore.keys.local", "LocalKeyProvider", None),
     "alikms": ("envstore.keys.alikms", "AliKmsProvider", "alikms"),
-    "alikms-instance": ("envstore.keys.alikms_instance", "AliKmsInstanceProvider", "alikms-instance"),
+    "alikms-instance": (
+        "envstore.keys.alikms_instance",
+        "AliKmsInstanceProvider",
+        "alikms-instance",
+    ),
     "awskms": ("envstore.keys.awskms", "AwsKmsProvider", "aws"),
 }
 
@@ -46,7 +50,9 @@ def scheme_of(uri: str) -> str:
     return scheme
 
 
-def get_provider(uri: str, kms_options: Mapping[str, Mapping[str, object]] | None = None) -> KeyProvider:
+def get_provider(
+    uri: str, kms_options: Mapping[str, Mapping[str, object]] | None = None
+) -> KeyProvider:
     """The provider for ``uri``; KMS providers are created once per process per options.
 
     Local providers are not cached (they are cheap, and the key file or variable may change).

@@ -88,7 +88,9 @@ class LocalKeyProvider(KeyProvider):
             master = _decode_master(value.encode(), f"environment variable {rest}")
         else:
             if not rest.startswith("/"):
-                raise ConfigError(f"local key URI needs an absolute path: local:///abs/path ({uri})")
+                raise ConfigError(
+                    f"local key URI needs an absolute path: local:///abs/path ({uri})"
+                )
             path = Path(rest)
             try:
                 mode = path.stat().st_mode

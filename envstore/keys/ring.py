@@ -25,7 +25,12 @@ from envstore.keys import get_provider
 from envstore.keys.base import KeyProvider, WrappedKey, canonical_context
 
 _CACHE_LIMITS = {"max_age": float, "max_objects": int, "max_bytes": int, "max_entries": int}
-_DEFAULT_CACHE = {"max_age": 300.0, "max_objects": 1 << 32, "max_bytes": 1 << 50, "max_entries": 1000}
+_DEFAULT_CACHE = {
+    "max_age": 300.0,
+    "max_objects": 1 << 32,
+    "max_bytes": 1 << 50,
+    "max_entries": 1000,
+}
 
 
 def parse_key_cache(value: object) -> dict[str, float] | None:
@@ -38,7 +43,9 @@ def parse_key_cache(value: object) -> dict[str, float] | None:
         raise ConfigError("key_cache must be a dict like {'max_age': 300, 'max_objects': 1000}")
     unknown = set(value) - set(_CACHE_LIMITS)
     if unknown:
-        raise ConfigError(f"unknown key_cache limits {sorted(unknown)}; known: {sorted(_CACHE_LIMITS)}")
+        raise ConfigError(
+            f"unknown key_cache limits {sorted(unknown)}; known: {sorted(_CACHE_LIMITS)}"
+        )
     limits = dict(_DEFAULT_CACHE)
     for name, kind in _CACHE_LIMITS.items():
         if name in value:
@@ -128,7 +135,9 @@ class KeyRing:
                     entry.nbytes += nbytes
 
     # -- reading ----------------------------------------------------------------------------
-    def open_data_key(self, recipients: Sequence[WrappedKey], context: Mapping[str, str]) -> bytearray:
+    def open_data_key(
+        self, recipients: Sequence[WrappedKey], context: Mapping[str, str]
+    ) -> bytearray:
         """Unwrap the data key with the first configured provider that can; KeyAccessError else."""
         if not recipients:
             raise KeyAccessError("object has no recipients")

@@ -39,7 +39,16 @@ def entry_token(entry: Mapping[str, Any]) -> tuple[Any, ...]:
     """A change token from a listing/info entry (whatever the backend offers)."""
     return tuple(
         entry.get(k)
-        for k in ("size", "ETag", "etag", "mtime", "ino", "LastModified", "last_modified", "created")
+        for k in (
+            "size",
+            "ETag",
+            "etag",
+            "mtime",
+            "ino",
+            "LastModified",
+            "last_modified",
+            "created",
+        )
     )
 
 
