@@ -107,11 +107,11 @@ class ObjectReader:
             first, plain = self._run
             lo = first * CHUNK
             if lo <= start and end <= lo + len(plain) and (end < self.plain_len or self._end_ok):
-                return bytes(plain[start - lo : end - lo])
+                return bytes(memoryview(plain)[start - lo : end - lo])
         first, _last, s, e = self.plan(start, end)
         plain = self.open_run(first, self.store.read(self.loc.path, s, e), s)
         lo = first * CHUNK
-        return bytes(plain[start - lo : end - lo])
+        return bytes(memoryview(plain)[start - lo : end - lo])
 
     def authenticate_end(self) -> None:
         """Fetch and authenticate the final chunk (size and end-relative positions rely on it)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from envstore.errors import ConfigError, KeyAccessError
+from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey, canonical_context
 
 MASTER_KEY_BYTES = 32
@@ -133,8 +133,9 @@ class LocalKeyProvider(KeyProvider):
         try:
             plain = self._aead.decrypt(wrapped.blob[:12], wrapped.blob[12:], self._aad(context))
         except InvalidTag:
-            raise KeyAccessError(
-                f"local key {self._key_id} cannot unwrap the data key "
-                "(wrong key or wrong encryption context)"
+            # the recipient names this very key, so the envelope was altered (context or blob)
+            raise IntegrityError(
+                f"local key {self._key_id} cannot unwrap the data key: the envelope's wrapped "
+                "key or encryption context was altered"
             ) from None
         return bytearray(plain)

@@ -1,0 +1,78 @@
+"""Shared fixtures: a fresh local master key and envstore filesystems over memory and local."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pytest
+from fsspec.implementations.memory import MemoryFileSystem
+
+import envstore  # noqa: F401  (registers the protocol for in-tree runs)
+from envstore.fs import EnvstoreFileSystem
+from envstore.keys.local import keygen
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    """No test sees the developer's default key or FSSPEC_ENVSTORE_* settings."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
+    monkeypatch.delenv("FSSPEC_ENVSTORE_KEY_URI", raising=False)
+
+
+@pytest.fixture
+def key_path(tmp_path: Path) -> Path:
+    return keygen(tmp_path / "keys" / "master.key")
+
+
+@pytest.fixture
+def key_uri(key_path: Path) -> str:
+    return f"local://{key_path}"
+
+
+@pytest.fixture
+def other_key_uri(tmp_path: Path) -> str:
+    return f"local://{keygen(tmp_path / 'keys' / 'other.key')}"
+
+
+@pytest.fixture
+def memroot() -> Iterator[str]:
+    """A unique directory in fsspec's (process-global) memory filesystem, removed afterwards."""
+    root = f"/envstore-test-{uuid.uuid4().hex[:12]}"
+    yield root
+    mem = MemoryFileSystem()
+    for path in [p for p in mem.store if p.startswith(root)]:
+        mem.store.pop(path, None)
+    mem.pseudo_dirs[:] = [d for d in mem.pseudo_dirs if not d.startswith(root)]
+
+
+@pytest.fixture
+def memfs(key_uri: str) -> EnvstoreFileSystem:
+    return fsspec.filesystem(
+        "envstore", target_protocol="memory", key_uri=key_uri, skip_instance_cache=True
+    )
+
+
+@pytest.fixture
+def localfs(key_uri: str) -> EnvstoreFileSystem:
+    return fsspec.filesystem(
+        "envstore",
+        target_protocol="file",
+        target_options={"auto_mkdir": True},
+        key_uri=key_uri,
+        skip_instance_cache=True,
+    )
+
+
+@pytest.fixture(params=["memory", "file"])
+def efs(request: pytest.FixtureRequest, memroot: str, tmp_path: Path, key_uri: str):
+    """(envstore filesystem, a root directory in it) over memory and over local files."""
+    if request.param == "memory":
+        fs = request.getfixturevalue("memfs")
+        return fs, memroot
+    fs = request.getfixturevalue("localfs")
+    root = tmp_path / "store"
+    root.mkdir()
+    return fs, str(root)
