@@ -49,19 +49,30 @@ def ceiling(data: memoryview, repeat: int) -> tuple[float, float]:
         for i in range(n):
             j = i % block
             aead.encrypt_into(
-                nonce, data[i * CHUNK : (i + 1) * CHUNK], None, mv[j * WIRE_CHUNK : (j + 1) * WIRE_CHUNK]
+                nonce,
+                data[i * CHUNK : (i + 1) * CHUNK],
+                None,
+                mv[j * WIRE_CHUNK : (j + 1) * WIRE_CHUNK],
             )
 
     sealed = bytearray(block * WIRE_CHUNK)
     sv = memoryview(sealed)
     for j in range(block):
-        aead.encrypt_into(nonce, data[j * CHUNK : (j + 1) * CHUNK], None, sv[j * WIRE_CHUNK : (j + 1) * WIRE_CHUNK])
+        aead.encrypt_into(
+            nonce,
+            data[j * CHUNK : (j + 1) * CHUNK],
+            None,
+            sv[j * WIRE_CHUNK : (j + 1) * WIRE_CHUNK],
+        )
 
     def dec() -> None:
         for i in range(n):
             j = i % block
             aead.decrypt_into(
-                nonce, sv[j * WIRE_CHUNK : (j + 1) * WIRE_CHUNK], None, bv[j * CHUNK : (j + 1) * CHUNK]
+                nonce,
+                sv[j * WIRE_CHUNK : (j + 1) * WIRE_CHUNK],
+                None,
+                bv[j * CHUNK : (j + 1) * CHUNK],
             )
 
     return best(enc, repeat), best(dec, repeat)
@@ -93,8 +104,9 @@ def main() -> None:
     size = args.mib * MiB
     data = memoryview(os.urandom(size))
     key = keygen(Path(tempfile.mkdtemp()) / "master.key")
-    fs = fsspec.filesystem("envstore", target_protocol="memory", key_uri=f"local://{key}",
-                           skip_instance_cache=True)
+    fs = fsspec.filesystem(
+        "envstore", target_protocol="memory", key_uri=f"local://{key}", skip_instance_cache=True
+    )
     plain = fsspec.filesystem("memory")
 
     ce, cd = ceiling(data, args.repeat)
@@ -142,8 +154,10 @@ def main() -> None:
     print(f"{'envstore / ceiling':34}{ce / ew:>11.2f}x{cd / er:>11.2f}x   (goal >= 0.70x)")
     print(f"{'envstore / plain memory://':34}{pw / ew:>11.2f}x{pr / er:>11.2f}x")
     limit = MiB + 2 * WIRE_CHUNK
-    print(f"1 MiB range from the middle (open+seek+read): {range_bytes} bytes in {range_calls} "
-          f"inner reads (limit {limit} = 1 MiB + 2 chunks, header read included)")
+    print(
+        f"1 MiB range from the middle (open+seek+read): {range_bytes} bytes in {range_calls} "
+        f"inner reads (limit {limit} = 1 MiB + 2 chunks, header read included)"
+    )
     print(f"1 MiB range via cat_file: {counter.bytes} bytes in {counter.calls} inner reads")
 
 

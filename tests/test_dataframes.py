@@ -35,8 +35,7 @@ def test_parquet_round_trip_column_subset_and_filters(tmp_path: Path, key_uri: s
     sub = pd.read_parquet(url, columns=["b"], storage_options=so)
     pd.testing.assert_frame_equal(sub, df[["b"]])
     filt = pd.read_parquet(url, filters=[("d", "==", 3)], storage_options=so)
-    pd.testing.assert_frame_equal(filt.reset_index(drop=True),
-                                  df[df.d == 3].reset_index(drop=True))
+    pd.testing.assert_frame_equal(filt.reset_index(drop=True), df[df.d == 3].reset_index(drop=True))
 
 
 def test_csv_round_trip_on_memory(memroot: str, key_uri: str) -> None:
@@ -53,8 +52,13 @@ def test_pyarrow_dataset_over_directory(tmp_path: Path, key_uri: str) -> None:
     import fsspec
     import pyarrow.dataset as ds
 
-    fs = fsspec.filesystem("envstore", target_protocol="file", key_uri=key_uri,
-                           target_options={"auto_mkdir": True}, skip_instance_cache=True)
+    fs = fsspec.filesystem(
+        "envstore",
+        target_protocol="file",
+        key_uri=key_uri,
+        target_options={"auto_mkdir": True},
+        skip_instance_cache=True,
+    )
     df = _frame(9000)
     for i in range(3):
         part = df.iloc[i * 3000 : (i + 1) * 3000]
@@ -81,11 +85,7 @@ def test_dask_processes_scheduler(tmp_path: Path, key_uri: str) -> None:
         csv = f"envstore::file://{tmp_path}/csv/*.csv"
         ddf[["a", "d"]].to_csv(csv, index=False, storage_options=so)
         back_csv = dd.read_csv(csv, storage_options=so, blocksize=100_000).compute()
-    pd.testing.assert_frame_equal(
-        back.sort_values("a").reset_index(drop=True), df[["a", "b", "d"]]
-    )
-    pd.testing.assert_frame_equal(
-        back_csv.sort_values("a").reset_index(drop=True), df[["a", "d"]]
-    )
+    pd.testing.assert_frame_equal(back.sort_values("a").reset_index(drop=True), df[["a", "b", "d"]])
+    pd.testing.assert_frame_equal(back_csv.sort_values("a").reset_index(drop=True), df[["a", "d"]])
     for path in (tmp_path / "dd").iterdir():
         assert path.read_bytes().startswith(MAGIC)

@@ -196,13 +196,14 @@ def test_plain_object_is_not_encrypted_error(efs) -> None:
 def test_wrong_key_and_rotation(efs, other_key_uri: str, key_uri: str) -> None:
     fs, root = efs
     fs.pipe_file(f"{root}/a", b"secret")
-    other = fsspec.filesystem(
-        "envstore", fs=fs.fs, key_uri=other_key_uri, skip_instance_cache=True
-    )
+    other = fsspec.filesystem("envstore", fs=fs.fs, key_uri=other_key_uri, skip_instance_cache=True)
     with pytest.raises(KeyAccessError):
         other.cat_file(f"{root}/a")
     rotating = fsspec.filesystem(
-        "envstore", fs=fs.fs, key_uri=other_key_uri, decrypt_key_uris=[key_uri],
+        "envstore",
+        fs=fs.fs,
+        key_uri=other_key_uri,
+        decrypt_key_uris=[key_uri],
         skip_instance_cache=True,
     )
     assert rotating.cat_file(f"{root}/a") == b"secret"
@@ -216,8 +217,9 @@ def test_wrong_key_and_rotation(efs, other_key_uri: str, key_uri: str) -> None:
 
 def test_context_is_bound(efs, key_uri: str) -> None:
     fs, root = efs
-    a = fsspec.filesystem("envstore", fs=fs.fs, key_uri=key_uri, context={"tenant": "a"},
-                          skip_instance_cache=True)
+    a = fsspec.filesystem(
+        "envstore", fs=fs.fs, key_uri=key_uri, context={"tenant": "a"}, skip_instance_cache=True
+    )
     a.pipe_file(f"{root}/a", b"tenant a data")
     assert fs.cat_file(f"{root}/a") == b"tenant a data"  # context travels with the object
     raw = bytearray(_raw(fs, f"{root}/a"))
@@ -266,8 +268,15 @@ def test_truncation_detected(efs) -> None:
         f.write(data)
     raw = _raw(fs, f"{root}/a")
     body_at = len(raw) - (PREFIX + 3 * WIRE_CHUNK + 100 + 16)
-    for cut in (1, 10, body_at, body_at + PREFIX, body_at + PREFIX + WIRE_CHUNK,
-                body_at + PREFIX + 3 * WIRE_CHUNK, len(raw) - 1):
+    for cut in (
+        1,
+        10,
+        body_at,
+        body_at + PREFIX,
+        body_at + PREFIX + WIRE_CHUNK,
+        body_at + PREFIX + 3 * WIRE_CHUNK,
+        len(raw) - 1,
+    ):
         fs.fs.pipe_file(f"{root}/t", raw[:cut])
         with pytest.raises((IntegrityError, FormatError)):
             fs.cat_file(f"{root}/t")
@@ -307,7 +316,12 @@ def test_pickle_and_json_carry_no_key_bytes(memfs, memroot: str, key_path: Path)
     master = base64.b64decode(master_b64)
     with memfs.open(f"{memroot}/a", "rb") as f:
         f.read()
-        blobs = [pickle.dumps(memfs), memfs.to_json().encode(), repr(memfs).encode(), repr(f).encode()]
+        blobs = [
+            pickle.dumps(memfs),
+            memfs.to_json().encode(),
+            repr(memfs).encode(),
+            repr(f).encode(),
+        ]
     for blob in blobs:
         assert master_b64 not in blob and master not in blob
     clone = pickle.loads(pickle.dumps(memfs))
@@ -324,12 +338,18 @@ def test_options_are_validated(key_uri: str) -> None:
     with pytest.raises(ConfigError, match="context"):
         fsspec.filesystem("envstore", target_protocol="memory", context={"a": 1})
     with pytest.raises(ConfigError, match="no user metadata"):
-        fs = fsspec.filesystem("envstore", target_protocol="memory", key_uri=key_uri,
-                               placement="metadata", skip_instance_cache=True)
+        fs = fsspec.filesystem(
+            "envstore",
+            target_protocol="memory",
+            key_uri=key_uri,
+            placement="metadata",
+            skip_instance_cache=True,
+        )
         fs.pipe_file("/x", b"")
     with pytest.raises(ConfigError, match="unknown key URI scheme"):
-        fs = fsspec.filesystem("envstore", target_protocol="memory", key_uri="gcpkms://k",
-                               skip_instance_cache=True)
+        fs = fsspec.filesystem(
+            "envstore", target_protocol="memory", key_uri="gcpkms://k", skip_instance_cache=True
+        )
         fs.pipe_file("/x", b"")
     with pytest.raises(TypeError):
         envstore.ConfigError.__init__  # noqa: B018 - ConfigError is also a ValueError

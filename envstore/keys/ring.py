@@ -78,7 +78,7 @@ class KeyRing:
         self.key_uris = list(key_uris)
         self.decrypt_key_uris = [u for u in decrypt_key_uris if u not in self.key_uris]
         self.kms_options = kms_options or {}
-        self.cache = key_cache
+        self.cache = parse_key_cache(key_cache)
         self._providers: dict[str, KeyProvider] = {}
         self._lock = threading.Lock()
         self._writes: dict[bytes, _WriteEntry] = {}
