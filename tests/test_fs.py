@@ -11,6 +11,8 @@ from pathlib import Path
 import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import envstore
 from envstore import ConfigError, FormatError, IntegrityError, KeyAccessError, NotEncryptedError
@@ -397,3 +399,87 @@ def test_unimplemented_paths_fail_closed(memfs, memroot: str) -> None:
     with pytest.raises(NotImplementedError), memfs.transaction:
         memfs.open(f"{memroot}/b", "wb")
     assert not memfs.exists(f"{memroot}/b")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.one_of(
+        st.sampled_from([0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * 1024 * 1024 + 5]),
+        st.integers(0, 6 * CHUNK),
+    ),
+    data=st.data(),
+)
+def test_property_random_ranges(n: int, data: st.DataObject) -> None:
+    import tempfile
+
+    from envstore.keys.local import keygen
+
+    global _PROP_FS
+    if _PROP_FS is None:
+        key = keygen(Path(tempfile.mkdtemp()) / "prop.key")
+        _PROP_FS = fsspec.filesystem(
+            "envstore",
+            target_protocol="memory",
+            key_uri=f"local://{key}",
+            skip_instance_cache=True,
+        )
+    fs = _PROP_FS
+    plain = bytes(random.Random(n).getrandbits(8) for _ in range(min(n, 4096))) * (n // 4096 + 1)
+    plain = plain[:n]
+    path = "/envstore-prop/obj"
+    if data.draw(st.booleans()):
+        fs.pipe_file(path, plain)
+    else:
+        with fs.open(path, "wb", block_size=data.draw(st.sampled_from([CHUNK, 3 * CHUNK]))) as f:
+            step = data.draw(st.integers(1 if n < 4 * CHUNK else 4096, 3 * CHUNK))
+            for i in range(0, n, step):
+                f.write(plain[i : i + step])
+    assert fs.info(path)["size"] == n
+    for _ in range(3):
+        s = data.draw(st.integers(-n - 2, n + 2))
+        e = data.draw(st.one_of(st.none(), st.integers(-n - 2, n + 2)))
+        assert fs.cat_file(path, s, e) == plain[slice(s, e)]
+    with fs.open(path, "rb") as f:
+        pos = data.draw(st.integers(0, n))
+        f.seek(pos)
+        assert f.read(data.draw(st.integers(0, 3 * CHUNK))) == plain[pos : pos + f.tell() - pos]
+
+
+_PROP_FS = None
+
+
+def test_data_keys_never_leak(memfs, memroot: str, monkeypatch) -> None:
+    from envstore.keys.ring import KeyRing
+
+    seen: list[bytes] = []
+    orig_new, orig_open = KeyRing.new_data_key, KeyRing.open_data_key
+
+    def new(self, context):
+        key, rec = orig_new(self, context)
+        seen.append(bytes(key))
+        return key, rec
+
+    def open_(self, recipients, context):
+        key = orig_open(self, recipients, context)
+        seen.append(bytes(key))
+        return key
+
+    monkeypatch.setattr(KeyRing, "new_data_key", new)
+    monkeypatch.setattr(KeyRing, "open_data_key", open_)
+    with memfs.open(f"{memroot}/a", "wb") as w:
+        w.write(os.urandom(CHUNK + 3))
+        texts = [repr(w)]
+    f = memfs.open(f"{memroot}/a", "rb")
+    f.read(10)
+    raw = memfs.fs.cat_file(f"{memroot}/a")
+    memfs.fs.pipe_file(f"{memroot}/bad", raw[:-5] + bytes(5))
+    try:
+        memfs.cat_file(f"{memroot}/bad")
+    except IntegrityError as exc:
+        texts.append(repr(exc) + str(exc))
+    texts += [repr(f), repr(f.reader), memfs.to_json(), repr(memfs.envelope(f"{memroot}/a"))]
+    blobs = [t.encode() for t in texts] + [raw, pickle.dumps(memfs)]
+    assert seen
+    for key in seen:
+        for blob in blobs:
+            assert key not in blob and key.hex().encode() not in blob
