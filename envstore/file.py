@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from envstore.keys.ring import KeyRing
 
 #: keep the last decrypted run for follow-up reads up to this size
-_RUN_CACHE = 4 << 20
+_RUN_CACHE = (4 << 20) + 2 * CHUNK
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class ObjectReader:
         self.plain_len = located.plain_len
         self.final = final_chunk(located.plain_len)
         self._dec: Decryptor | None = None
-        self._run: tuple[int, bytearray] | None = None  # (first chunk, plaintext)
+        self._run: tuple[int, memoryview] | None = None  # (first chunk, plaintext)
+        self._scratch = bytearray()  # reused decryption buffer (at most _RUN_CACHE)
         self._end_ok = False
 
     def __repr__(self) -> str:
@@ -82,16 +84,26 @@ class ObjectReader:
             ws = 0  # the body's own salt/commitment come with chunk 0: checked against metadata
         return first, last, self.loc.body_offset + ws, self.loc.body_offset + we
 
-    def open_run(self, first: int, stored: bytes | memoryview, stored_start: int) -> bytearray:
-        """Authenticate and decrypt the run of chunks from ``first`` fetched at ``stored_start``."""
+    def open_run(self, first: int, stored: bytes | memoryview, stored_start: int) -> memoryview:
+        """Authenticate and decrypt the run of chunks from ``first`` fetched at ``stored_start``.
+
+        The result may live in a buffer reused by the next call: copy what you keep.
+        """
         view = memoryview(stored)
         if stored_start == self.loc.body_offset:
             self.loc.envelope.check_prefix(bytes(view[:PREFIX]))
             view = view[PREFIX:]
-        plain = self.decryptor.decrypt_chunks(first, view, self.final)
+        self._run = None
+        size = (len(view) // WIRE_CHUNK) * CHUNK + len(view) % WIRE_CHUNK
+        out = None
+        if size <= _RUN_CACHE:
+            if len(self._scratch) < size:
+                self._scratch = bytearray(min(_RUN_CACHE, max(size, 2 * len(self._scratch))))
+            out = self._scratch
+        plain = self.decryptor.decrypt_chunks(first, view, self.final, out)
         if len(view) % WIRE_CHUNK:  # a short run end is the final chunk, now authenticated
             self._end_ok = True
-        if len(plain) <= _RUN_CACHE:
+        if out is not None:
             self._run = (first, plain)
         return plain
 
@@ -186,7 +198,11 @@ class EnvstoreWriteFile(io.RawIOBase):
         self.blocksize = nchunks * CHUNK
         self._buf = bytearray(self.blocksize)
         self._fill = 0
-        self._out = bytearray(nchunks * WIRE_CHUNK)
+        # two ciphertext buffers: one being written by the sink thread, one being filled
+        self._outs = [bytearray(nchunks * WIRE_CHUNK)]
+        self._flip = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: Future[None] | None = None
         self._pos = 0
         self._done = False
         try:
@@ -215,9 +231,29 @@ class EnvstoreWriteFile(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
-    def _seal(self, data: memoryview) -> None:
-        n = self._enc.encrypt_full_into(data, memoryview(self._out))
-        self._sink.write(memoryview(self._out)[:n])
+    def _seal(self, data: memoryview, last: bool = False) -> None:
+        """Encrypt full chunks and hand them to the sink.
+
+        From the second block on, the sink writes on a helper thread while the next block is
+        encrypted (network and file writes, and pyca's native cipher, release the GIL).
+        """
+        if len(self._outs) <= self._flip:
+            self._outs.append(bytearray(len(self._outs[0])))
+        out = self._outs[self._flip]
+        n = self._enc.encrypt_full_into(data, memoryview(out))
+        self._wait()
+        if last and self._pool is None:
+            self._sink.write(memoryview(out)[:n])
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="envstore-write")
+        self._inflight = self._pool.submit(self._sink.write, memoryview(out)[:n])
+        self._flip ^= 1
+
+    def _wait(self) -> None:
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            inflight.result()
 
     def write(self, data: Any) -> int:
         if self.closed:
@@ -254,7 +290,8 @@ class EnvstoreWriteFile(io.RawIOBase):
         try:
             full = (self._fill // CHUNK) * CHUNK
             if full:
-                self._seal(memoryview(self._buf)[:full])
+                self._seal(memoryview(self._buf)[:full], last=True)
+            self._wait()
             tail = self._enc.update(memoryview(self._buf)[full : self._fill])
             assert not tail
             self._sink.write(self._enc.finalize())
@@ -271,12 +308,20 @@ class EnvstoreWriteFile(io.RawIOBase):
         if self.closed:
             return
         try:
+            try:
+                self._wait()
+            except BaseException:
+                pass
             self._sink.discard()
         finally:
             self._release()
 
     def _release(self) -> None:
-        self._buf = self._out = bytearray()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._buf = bytearray()
+        self._outs = []
         self._enc = None  # type: ignore[assignment]
         super().close()
 

@@ -61,6 +61,22 @@ def test_envstore_reads_random_ranges_of_pyca_bodies(n: int) -> None:
         assert plain[s - first * CHUNK : e - first * CHUNK] == pt[s:e]
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_streaming_encryptor_any_split_and_engine(native: bool) -> None:
+    if native:
+        _cobble()
+    pt = os.urandom(5 * CHUNK + 77)
+    for step in (1, 999, CHUNK, 3 * CHUNK + 1):
+        enc = Encryptor(KEY, CTX, native=native)
+        out = enc.prefix + b"".join(enc.update(pt[i : i + step]) for i in range(0, len(pt), step))
+        assert decrypt(KEY, CTX, out + enc.finalize()) == pt
+        enc = Encryptor(KEY, CTX, native=native)
+        buf = bytearray(3 * WIRE_CHUNK)
+        n = enc.encrypt_full_into(memoryview(pt)[: 3 * CHUNK], memoryview(buf))
+        body = enc.prefix + bytes(buf[:n]) + enc.update(pt[3 * CHUNK :]) + enc.finalize()
+        assert decrypt(KEY, CTX, body) == pt
+
+
 def test_streaming_encryptor_matches_one_shot_for_any_split() -> None:
     pt = os.urandom(5 * CHUNK + 77)
     salt = os.urandom(24)
