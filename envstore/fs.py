@@ -122,7 +122,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
                 f"unknown envstore option(s) {unknown}. envstore takes key_uri, "
                 "decrypt_key_uris, context, placement, kms_options, key_cache; options of the "
                 f"inner filesystem go under its protocol name, e.g. storage_options="
-                f'{{"key_uri": ..., "{inner}": {{{", ".join(repr(k) for k in unknown)}: ...}}}}'
+                f'{{"key_uri": ..., "{inner}": {{{", ".join(f"{k!r}: ..." for k in unknown)}}}}}'
             )
         super().__init__(**kwargs)
         if fs is None:
@@ -214,13 +214,13 @@ class EnvstoreFileSystem(ChainedFileSystem):
             env = Envelope.from_fields(head.fields)
             placement, offset = "metadata", 0
         else:
-            first = self.store.read(path, 0, min(head.size, _FIRST_READ)) if head.size else b""
+            first = bytes(self.store.read(path, 0, min(head.size, _FIRST_READ)) if head.size else b"")
             total = header_length(first[:HEADER_FIXED])
             if total is None:
                 raise NotEncryptedError(f"{path} is not envstore-encrypted (no envelope)")
             need = min(total + PREFIX, head.size)
             if len(first) < need:
-                first += self.store.read(path, len(first), need)
+                first += bytes(self.store.read(path, len(first), need))
             if len(first) < total:
                 raise FormatError(f"{path}: envstore header is truncated")
             env = decode_header(bytes(first[:total]))
@@ -235,6 +235,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return ObjectReader(self.store, self.ring, self._locate(self._strip_protocol(path)))
 
     def _forget(self, path: str) -> None:
+        self.store.forget(path)
         with self._lock:
             for token in [t for t in self._located if t[0] == path]:
                 del self._located[token]
@@ -273,7 +274,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return entries if detail else [e["name"] for e in entries]
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        return self._plain_entry(self.fs.info(self._strip_protocol(path), **kwargs))
+        return self._plain_entry(self.store.info(self._strip_protocol(path), **kwargs))
 
     def find(
         self,
@@ -304,7 +305,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return self.fs.lexists(self._strip_protocol(path), **kwargs)
 
     def isfile(self, path: str) -> bool:
-        return self.fs.isfile(self._strip_protocol(path))
+        return self.store.isfile(self._strip_protocol(path))
 
     def isdir(self, path: str) -> bool:
         return self.fs.isdir(self._strip_protocol(path))
@@ -340,6 +341,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
 
     def invalidate_cache(self, path: str | None = None) -> None:
         self.fs.invalidate_cache(None if path is None else self._strip_protocol(path))
+        self.store.forget(None if path is None else self._strip_protocol(path))
         with self._lock:
             self._located.clear()
 

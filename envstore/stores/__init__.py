@@ -15,6 +15,8 @@ ADAPTERS: dict[str, str] = {
     "file": "envstore.stores.local:LocalStore",
     "local": "envstore.stores.local:LocalStore",
     "memory": "envstore.stores.local:MemoryStore",
+    "s3": "envstore.stores.s3:S3Store",
+    "s3a": "envstore.stores.s3:S3Store",
 }
 
 

@@ -71,6 +71,17 @@ class Store:
             raise IsADirectoryError(path)
         return Head(int(info["size"]), None, entry_token(info))
 
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The inner filesystem's entry for one path (an adapter may answer from a cache)."""
+        return self.fs.info(path, **kwargs)
+
+    def isfile(self, path: str) -> bool:
+        return self.fs.isfile(path)
+
+    def forget(self, path: str | None = None) -> None:
+        """Drop what the adapter caches about ``path`` and below it (everything if None);
+        called after envstore writes, copies, moves and removals."""
+
     def metadata_size(self, fields: Mapping[str, str]) -> int:
         return sum(len(k.encode()) + len(v.encode()) for k, v in fields.items())
 
