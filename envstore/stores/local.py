@@ -64,6 +64,16 @@ class _LocalSink:
 class MemoryStore(Store):
     """``memory://``: the object is built aside and enters the store on commit."""
 
+    def read(self, path: str, start: int, end: int) -> memoryview:  # type: ignore[override]
+        """A view of the stored bytes, no copy (committed objects are never written again:
+        every write builds a new MemoryFile)."""
+        path = self.fs._strip_protocol(path)
+        try:
+            f = self.fs.store[path]
+        except KeyError:
+            raise FileNotFoundError(path) from None
+        return f.getbuffer()[start:end]
+
     def open_sink(
         self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
     ) -> Sink:
