@@ -1,0 +1,625 @@
+"""Amazon S3 (and S3-compatible stores) through s3fs: the envelope as ``x-amz-meta-envstore-*``.
+
+What this adapter adds over the generic one:
+
+* **metadata placement**: envelope fields are S3 user metadata, set on ``PutObject`` or on
+  ``CreateMultipartUpload``; the 2 KB user-metadata limit is checked before any upload (keys
+  counted with their ``x-amz-meta-`` prefix, so no S3 implementation can count more);
+* **streaming multipart writes** with bounded memory: two part buffers at most (one filling,
+  one uploading), one ``PutObject`` when the whole object fits in one part, and on any failure
+  (exception, ``KeyboardInterrupt``, server error after s3fs's retries) the multipart upload is
+  aborted, so neither an object nor a stale upload is left;
+* **one HEAD per object**: ``head``/``info`` share a short per-path cache (``head_ttl``
+  seconds) that envstore's own writes, copies and removals invalidate;
+* **copies that keep the envelope** at every size: ``CopyObject`` (metadata copied) up to
+  ``copy_threshold``, a multipart copy (``UploadPartCopy``, metadata on
+  ``CreateMultipartUpload``) above it; s3fs's own managed copy drops user metadata;
+* **sizes from listings**: an S3 listing carries no metadata, so a listed object is taken to
+  use metadata placement and its plaintext size follows from its stored size; objects written
+  with the header fallback are only told apart by a HEAD, which ``info`` of one path does.
+
+Part size: s3fs's ``default_block_size`` when it is given explicitly (``"s3":
+{"default_block_size": 64 * 2**20}``), else :data:`DEFAULT_PART_SIZE`; never below 5 MiB, raised
+so that a known size fits 10,000 parts, and doubled every 1,000 parts when the size is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from s3fs import S3FileSystem
+
+from envstore.errors import FormatError, IntegrityError
+from envstore.format import F_VERSION, plain_size
+from envstore.stores.base import Head, Sink, Store, entry_token
+
+__all__ = ["DEFAULT_PART_SIZE", "S3Store"]
+
+logger = logging.getLogger(__name__)
+
+MiB = 1 << 20
+GiB = 1 << 30
+MIN_PART_SIZE = 5 * MiB  # S3: every part but the last
+MAX_PART_SIZE = 5 * GiB  # S3: largest part, largest single PUT / CopyObject source
+MAX_PARTS = 10_000
+DEFAULT_PART_SIZE = 16 * MiB
+META_PREFIX = "x-amz-meta-"
+#: seconds to wait for in-flight requests to stop after a failure, before aborting anyway
+_CANCEL_WAIT = 30.0
+
+T = TypeVar("T")
+
+
+def _run(fs: S3FileSystem, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on s3fs's event loop and wait; an interrupt cancels it (and waits for it).
+
+    Unlike ``fsspec.asyn.sync``, an interrupt (``KeyboardInterrupt``) while waiting reaches the
+    coroutine as a cancellation, so its cleanup (aborting an upload) runs before we return.
+    """
+    future = asyncio.run_coroutine_threadsafe(coro, fs.loop)
+    try:
+        return future.result()
+    except BaseException:
+        if not future.done():
+            future.cancel()
+            try:
+                concurrent.futures.wait([future], timeout=_CANCEL_WAIT)
+            except BaseException:  # pragma: no cover - a second interrupt: give up waiting
+                pass
+        raise
+
+
+#: content headers a copy with ``MetadataDirective="REPLACE"`` must restate to keep them
+_CONTENT_HEADERS = (
+    "CacheControl",
+    "ContentDisposition",
+    "ContentEncoding",
+    "ContentLanguage",
+    "ContentType",
+    "Expires",
+    "WebsiteRedirectLocation",
+)
+
+
+class _Cached:
+    """One HEAD result: the object's Head (None for a directory) and its info entry."""
+
+    __slots__ = ("entry", "expires", "extra", "head")
+
+    def __init__(self, head: Head | None, entry: dict[str, Any], expires: float) -> None:
+        self.head = head
+        self.entry = entry
+        self.expires = expires
+        self.extra: dict[str, Any] = {}
+
+
+class S3Store(Store):
+    """Adapter for ``s3fs.S3FileSystem`` (protocols ``s3``, ``s3a``)."""
+
+    #: S3's user-metadata limit in bytes (AWS: the UTF-8 bytes of keys and values)
+    metadata_limit = 2048
+    #: seconds a HEAD result serves ``head``/``info`` of the same path
+    head_ttl: float = 5.0
+    #: most paths whose HEAD is remembered
+    head_cache_size: int = 4096
+    #: objects larger than this are copied part by part (``UploadPartCopy``)
+    copy_threshold: int = MAX_PART_SIZE
+    #: part size of multipart copies (raised to fit 10,000 parts)
+    copy_part_size: int = 512 * MiB
+    #: concurrent ``UploadPartCopy`` requests
+    copy_concurrency: int = 8
+    #: ranged reads larger than this are split into concurrent GETs of ``read_piece`` bytes
+    read_split: int = 32 * MiB
+    read_piece: int = 16 * MiB
+
+    def __init__(self, fs: S3FileSystem) -> None:  # type: ignore[override]
+        super().__init__(fs)
+        self.fs: S3FileSystem = fs
+        given = fs.storage_options.get("default_block_size")
+        self.part_size = max(MIN_PART_SIZE, int(given) if given else DEFAULT_PART_SIZE)
+        self._heads: OrderedDict[str, _Cached] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- paths -------------------------------------------------------------------------------
+    def _split(self, path: str) -> tuple[str, str, str | None]:
+        return self.fs.split_path(self.fs._strip_protocol(path))
+
+    def _name(self, path: str) -> str:
+        bucket, key, _ = self._split(path)
+        return f"{bucket}/{key}" if key else bucket
+
+    # -- the HEAD cache ----------------------------------------------------------------------
+    def forget(self, path: str | None = None) -> None:
+        """Drop cached HEADs of ``path`` and everything below it (all of them if None)."""
+        with self._lock:
+            if path is None:
+                self._heads.clear()
+                return
+            name = self._name(path).rstrip("/")
+            below = name + "/"
+            for p in [p for p in self._heads if p == name or p.startswith(below)]:
+                del self._heads[p]
+            while "/" in name:  # a new or removed object changes what its parents are
+                name = name.rsplit("/", 1)[0]
+                self._heads.pop(name, None)
+
+    def _lookup(self, path: str, fresh: bool = False) -> _Cached:
+        """HEAD ``path`` (one request), or the cached result of one made in the last
+        ``head_ttl`` seconds.  A key that does not exist but is a prefix of others is a
+        directory (cached too, ``head`` None); FileNotFoundError otherwise (not cached)."""
+        bucket, key, version = self._split(path)
+        if not key:
+            raise IsADirectoryError(path)
+        name = f"{bucket}/{key}" + (f"?versionId={version}" if version else "")
+        now = time.monotonic()
+        if not fresh:
+            with self._lock:
+                hit = self._heads.get(name)
+                if hit is not None and hit.expires > now:
+                    return hit
+        kw = {"VersionId": version} if version else {}
+        try:
+            out = self.fs.call_s3("head_object", self.fs.kwargs, Bucket=bucket, Key=key, **kw)
+        except FileNotFoundError:
+            if version:
+                raise
+            cached = _Cached(None, self._directory(bucket, key), now + self.head_ttl)
+        else:
+            entry = {
+                "ETag": out.get("ETag", ""),
+                "LastModified": out.get("LastModified", ""),
+                "size": int(out["ContentLength"]),
+                "name": f"{bucket}/{key}",
+                "type": "file",
+                "StorageClass": out.get("StorageClass", "STANDARD"),
+                "VersionId": out.get("VersionId"),
+                "ContentType": out.get("ContentType"),
+            }
+            fields = {k.lower(): v for k, v in (out.get("Metadata") or {}).items()}
+            head = Head(entry["size"], fields, entry_token(entry))
+            cached = _Cached(head, entry, now + self.head_ttl)
+            cached.extra = {k: out[k] for k in _CONTENT_HEADERS if out.get(k)}
+        with self._lock:
+            self._heads[name] = cached
+            self._heads.move_to_end(name)
+            while len(self._heads) > self.head_cache_size:
+                self._heads.popitem(last=False)
+        return cached
+
+    def _directory(self, bucket: str, key: str) -> dict[str, Any]:
+        """The entry of a prefix holding objects (one LIST), as s3fs's ``info`` reports it."""
+        out = self.fs.call_s3(
+            "list_objects_v2",
+            self.fs.kwargs,
+            Bucket=bucket,
+            Prefix=key.rstrip("/") + "/",
+            Delimiter="/",
+            MaxKeys=1,
+        )
+        if out.get("KeyCount", 0) > 0 or out.get("Contents") or out.get("CommonPrefixes"):
+            return {
+                "name": f"{bucket}/{key.rstrip('/')}",
+                "type": "directory",
+                "size": 0,
+                "StorageClass": "DIRECTORY",
+            }
+        raise FileNotFoundError(f"{bucket}/{key}")
+
+    def _file(self, path: str, fresh: bool = False) -> _Cached:
+        cached = self._lookup(path, fresh)
+        if cached.head is None:
+            raise IsADirectoryError(path)
+        return cached
+
+    # -- metadata ----------------------------------------------------------------------------
+    def head(self, path: str) -> Head:
+        head = self._file(path).head
+        assert head is not None
+        return head
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One path's entry from the (cached) HEAD; buckets and versions as s3fs says."""
+        _, key, _ = self._split(path)
+        if not key or kwargs.get("version_id") is not None:
+            return self.fs.info(path, **kwargs)
+        return dict(self._lookup(path, fresh=bool(kwargs.get("refresh"))).entry)
+
+    def isfile(self, path: str) -> bool:
+        try:
+            return self.info(path)["type"] == "file"
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+
+    def metadata_size(self, fields: Mapping[str, str]) -> int:
+        """Bytes of user metadata as S3 counts them, with the ``x-amz-meta-`` prefix on every
+        key (AWS documents keys + values; counting the prefix too keeps every server happy)."""
+        return sum(
+            len(META_PREFIX) + len(k.encode("utf-8")) + len(v.encode("utf-8"))
+            for k, v in fields.items()
+        )
+
+    def listing_plain_size(self, entry: Mapping[str, Any]) -> int | None:
+        """Plaintext size without a request.
+
+        The rule: an object whose HEAD is known (``info`` of that path, a recent open) is
+        judged by its metadata; any other listed object is taken to carry its envelope in
+        metadata (what envstore writes on S3 unless the envelope exceeds 2 KB), so its
+        plaintext size follows from its stored size.  Sizes no envstore body can have return
+        None (envstore then reads the object's first bytes to tell).
+        """
+        size = entry.get("size")
+        if size is None:
+            return None
+        with self._lock:
+            hit = self._heads.get(str(entry.get("name", "")))
+        if (
+            hit is not None
+            and hit.head is not None
+            and hit.head.size == int(size)
+            and hit.entry.get("ETag") == entry.get("ETag", hit.entry.get("ETag"))
+            and not (hit.head.fields and F_VERSION in hit.head.fields)
+        ):
+            return None  # header placement or not envstore: the core reads the object
+        try:
+            return plain_size(int(size))
+        except (IntegrityError, FormatError):
+            return None
+
+    def set_metadata(self, path: str, fields: Mapping[str, str]) -> None:
+        """Replace the envelope fields in place (a copy onto itself with ``REPLACE``; multipart
+        above ``copy_threshold``); other user metadata and the content headers are kept."""
+        used = self.metadata_size(fields)
+        if used > self.metadata_limit:
+            raise FormatError(
+                f"envelope needs {used} bytes of user metadata, over S3's "
+                f"{self.metadata_limit}-byte limit; use fewer recipients"
+            )
+        cached = self._file(path, fresh=True)
+        assert cached.head is not None and cached.head.fields is not None
+        bucket, key, _ = self._split(path)
+        metadata = {k: v for k, v in cached.head.fields.items() if not k.startswith("envstore-")}
+        metadata.update(fields)
+        kw: dict[str, Any] = {"Metadata": metadata, **cached.extra}
+        if cached.entry.get("StorageClass", "STANDARD") != "STANDARD":
+            kw["StorageClass"] = cached.entry["StorageClass"]
+        try:
+            self._copy(bucket, key, None, bucket, key, cached, kw)
+        finally:
+            self.forget(path)
+            self.fs.invalidate_cache(self._name(path))
+
+    # -- content -----------------------------------------------------------------------------
+    def read(self, path: str, start: int, end: int) -> bytes:
+        if start >= end:
+            return b""
+        if end - start > self.read_split:
+            starts = list(range(start, end, self.read_piece))
+            ends = [*starts[1:], end]
+            return b"".join(self.read_many([path] * len(starts), starts, ends))
+        return self.fs.cat_file(path, start=start, end=end)
+
+    def read_many(
+        self, paths: Sequence[str], starts: Sequence[int], ends: Sequence[int]
+    ) -> list[bytes]:
+        todo = [i for i, (s, e) in enumerate(zip(starts, ends, strict=True)) if s < e]
+        out: list[bytes] = [b""] * len(paths)
+        if todo:
+            got = self.fs.cat_ranges(
+                [paths[i] for i in todo],
+                [starts[i] for i in todo],
+                [ends[i] for i in todo],
+                on_error="raise",
+            )
+            for i, blob in zip(todo, got, strict=True):
+                if isinstance(blob, BaseException):
+                    raise blob
+                out[i] = blob
+        return out
+
+    def open_sink(
+        self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
+    ) -> Sink:
+        bucket, key, version = self._split(path)
+        if not key:
+            raise IsADirectoryError(path)
+        if version:
+            raise ValueError(f"cannot write to a specific version: {path}")
+        if metadata:
+            used = self.metadata_size(metadata)
+            if used > self.metadata_limit:  # the core checks first; this guards direct use
+                raise FormatError(
+                    f"envelope needs {used} bytes of user metadata, over S3's "
+                    f"{self.metadata_limit}-byte limit"
+                )
+        part = self.part_size
+        if size_hint is not None and size_hint > part * MAX_PARTS:
+            part = math.ceil(size_hint / MAX_PARTS / MiB) * MiB
+        return _S3Sink(self, bucket, key, dict(metadata or {}), size_hint, min(part, MAX_PART_SIZE))
+
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy that keeps the envelope (user metadata) at every size."""
+        cached = self._file(src, fresh=True)
+        b1, k1, v1 = self._split(src)
+        b2, k2, v2 = self._split(dst)
+        if not k2 or v2:
+            raise ValueError(f"cannot copy to {dst}")
+        try:
+            self._copy(b1, k1, v1, b2, k2, cached, None)
+        finally:
+            self.forget(dst)
+            self.fs.invalidate_cache(self._name(dst))
+
+    def _copy(
+        self,
+        b1: str,
+        k1: str,
+        v1: str | None,
+        b2: str,
+        k2: str,
+        cached: _Cached,
+        replace: dict[str, Any] | None,
+    ) -> None:
+        """Copy ``b1/k1`` as HEAD'ed in ``cached`` to ``b2/k2``: its metadata, or ``replace``
+        (``Metadata`` and content headers).  The source must still have the HEAD's ETag."""
+        assert cached.head is not None
+        source: dict[str, str] = {"Bucket": b1, "Key": k1}
+        if v1:
+            source["VersionId"] = v1
+        etag = cached.entry["ETag"]
+        if cached.head.size <= self.copy_threshold:
+            directive = (
+                {"MetadataDirective": "COPY"}
+                if replace is None
+                else {"MetadataDirective": "REPLACE", **replace}
+            )
+            self.fs.call_s3(
+                "copy_object",
+                Bucket=b2,
+                Key=k2,
+                CopySource=source,
+                CopySourceIfMatch=etag,
+                **directive,
+            )
+            return
+        # CreateMultipartUpload never copies metadata: state it (the source's, or the new one)
+        create = (
+            {"Metadata": dict(cached.head.fields or {}), **cached.extra}
+            if replace is None
+            else replace
+        )
+        _run(self.fs, self._multipart_copy(source, b2, k2, cached.head.size, etag, create))
+
+    def move(self, src: str, dst: str) -> None:
+        self.copy(src, dst)
+        self.fs.rm_file(self._name(src))
+        self.forget(src)
+
+    async def _multipart_copy(
+        self,
+        source: dict[str, str],
+        b2: str,
+        k2: str,
+        size: int,
+        etag: str,
+        create_kw: dict[str, Any],
+    ) -> None:
+        """``UploadPartCopy`` in parts; metadata on ``CreateMultipartUpload``; abort on failure."""
+        fs = self.fs
+        part = max(self.copy_part_size, MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
+        mpu = await fs._call_s3("create_multipart_upload", Bucket=b2, Key=k2, **create_kw)
+        upload_id = mpu["UploadId"]
+        sem = asyncio.Semaphore(max(1, self.copy_concurrency))
+
+        async def one(number: int, start: int, end: int) -> dict[str, Any]:
+            async with sem:
+                out = await fs._call_s3(
+                    "upload_part_copy",
+                    Bucket=b2,
+                    Key=k2,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{end - 1}",
+                    CopySourceIfMatch=etag,
+                )
+            return {"PartNumber": number, "ETag": out["CopyPartResult"]["ETag"]}
+
+        tasks = [
+            asyncio.ensure_future(one(n, s, min(s + part, size)))
+            for n, s in enumerate(range(0, size, part), 1)
+        ]
+        try:
+            parts = await asyncio.gather(*tasks)
+            await fs._call_s3(
+                "complete_multipart_upload",
+                Bucket=b2,
+                Key=k2,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": sorted(parts, key=lambda p: p["PartNumber"])},
+            )
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await _abort(fs, b2, k2, upload_id)
+            raise
+
+
+async def _abort(fs: S3FileSystem, bucket: str, key: str, upload_id: str) -> None:
+    """Abort a multipart upload; never raises (the error that led here is the one to see)."""
+    try:
+        await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+    except FileNotFoundError:
+        pass  # already gone (NoSuchUpload)
+    except Exception as exc:
+        logger.warning(
+            "could not abort multipart upload %s of %s/%s: %s (a bucket lifecycle rule "
+            "AbortIncompleteMultipartUpload removes it eventually)",
+            upload_id,
+            bucket,
+            key,
+            exc,
+        )
+
+
+class _S3Sink:
+    """A pending S3 object: one ``PutObject`` if it fits one part, else a multipart upload.
+
+    Memory: at most two part buffers — the one being filled and the one being uploaded (the
+    upload runs on s3fs's event loop while the caller keeps encrypting).
+    """
+
+    def __init__(
+        self,
+        store: S3Store,
+        bucket: str,
+        key: str,
+        metadata: dict[str, str],
+        size_hint: int | None,
+        part_size: int,
+    ) -> None:
+        self.store = store
+        self.fs = store.fs
+        self.bucket = bucket
+        self.key = key
+        self.metadata = metadata
+        self.part_size = part_size
+        first = part_size if size_hint is None else max(1, min(part_size, size_hint))
+        self.buf = bytearray(min(first, MiB) if size_hint is None else first)
+        self.fill = 0
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+        self.inflight: tuple[concurrent.futures.Future[Any], bytearray] | None = None
+        self.done = False
+
+    def __repr__(self) -> str:
+        return f"<S3 sink s3://{self.bucket}/{self.key}>"
+
+    # -- writing -----------------------------------------------------------------------------
+    def _target(self) -> int:
+        """Size of the part being filled (doubling every 1,000 parts: 10,000 parts reach
+        ~16 TB at 16 MiB, more than S3's 5 TB object limit)."""
+        return min(MAX_PART_SIZE, self.part_size << (len(self.parts) // 1000))
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.done:
+            raise ValueError("write to a committed or discarded sink")
+        view = memoryview(data).cast("B")
+        while len(view):
+            target = self._target()
+            if self.fill == target:  # full, and more is coming: it is not the last part
+                self._ship()
+                target = self._target()
+            if len(self.buf) < target and self.fill + len(view) > len(self.buf):
+                grown = bytearray(min(target, max(2 * len(self.buf), self.fill + len(view))))
+                grown[: self.fill] = memoryview(self.buf)[: self.fill]
+                self.buf = grown
+            take = min(len(view), target - self.fill)
+            self.buf[self.fill : self.fill + take] = view[:take]
+            self.fill += take
+            view = view[take:]
+
+    def _ship(self) -> None:
+        """Upload the full buffer as the next part; continue in the other buffer."""
+        if self.upload_id is None:
+            mpu = self.fs.call_s3(
+                "create_multipart_upload",
+                Bucket=self.bucket,
+                Key=self.key,
+                **({"Metadata": self.metadata} if self.metadata else {}),
+            )
+            self.upload_id = mpu["UploadId"]
+        spare = self._settle()
+        body, number = self.buf, len(self.parts) + 1
+        if self.fill < len(body):
+            del body[self.fill :]
+        self.parts.append({"PartNumber": number})
+        future = asyncio.run_coroutine_threadsafe(self._upload(number, body), self.fs.loop)
+        self.inflight = (future, body)
+        target = self._target()
+        self.buf = spare if spare is not None and len(spare) >= target else bytearray(target)
+        self.fill = 0
+
+    async def _upload(self, number: int, body: bytearray) -> None:
+        out = await self.fs._call_s3(
+            "upload_part",
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        self.parts[number - 1]["ETag"] = out["ETag"]
+
+    def _settle(self) -> bytearray | None:
+        """Wait for the part in flight; its buffer is free again."""
+        if self.inflight is None:
+            return None
+        future, body = self.inflight
+        self.inflight = None
+        future.result()
+        return body
+
+    # -- finishing ---------------------------------------------------------------------------
+    def commit(self) -> None:
+        if self.done:
+            raise ValueError("sink already committed or discarded")
+        try:
+            if self.upload_id is None:
+                body = self.buf
+                if self.fill < len(body):
+                    del body[self.fill :]
+                self.fs.call_s3(
+                    "put_object",
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    Body=body,
+                    **({"Metadata": self.metadata} if self.metadata else {}),
+                )
+            else:
+                if self.fill:
+                    self._ship()
+                self._settle()
+                self.fs.call_s3(
+                    "complete_multipart_upload",
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": self.parts},
+                )
+        except BaseException:
+            self.discard()
+            raise
+        self.done = True
+        self._release()
+        self.store.forget(f"{self.bucket}/{self.key}")
+        self.fs.invalidate_cache(f"{self.bucket}/{self.key}")
+
+    def discard(self) -> None:
+        """Stop the part in flight and abort the multipart upload: nothing is left behind."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            if self.inflight is not None:
+                future, _ = self.inflight
+                self.inflight = None
+                future.cancel()
+                concurrent.futures.wait([future], timeout=_CANCEL_WAIT)
+            if self.upload_id is not None:
+                upload_id, self.upload_id = self.upload_id, None
+                _run(self.fs, _abort(self.fs, self.bucket, self.key, upload_id))
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self.buf = bytearray()
+        self.inflight = None

@@ -1,0 +1,242 @@
+"""S3 fixtures: a real S3 endpoint for the store tests.
+
+By default a moto ``ThreadedMotoServer`` on 127.0.0.1 (one per session, reset before each test).
+Set ``ENVSTORE_TEST_S3_ENDPOINT`` (+ ``ENVSTORE_TEST_S3_KEY``, ``ENVSTORE_TEST_S3_SECRET``,
+``ENVSTORE_TEST_S3_BUCKET``) to run the same tests against another server, e.g. MinIO from
+``docker-compose.yml``; then no moto server starts, every test works under a unique prefix and
+removes its objects and pending uploads afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pytest
+
+pytest.importorskip("s3fs")
+boto3 = pytest.importorskip("boto3")
+
+from s3fs import S3FileSystem  # noqa: E402
+
+from envstore.fs import EnvstoreFileSystem  # noqa: E402
+
+DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "envstore-test",
+    "AWS_SECRET_ACCESS_KEY": "envstore-test",
+    "AWS_SESSION_TOKEN": "envstore-test",
+    "AWS_SECURITY_TOKEN": "envstore-test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    key: str
+    secret: str
+    bucket: str
+    external: bool  # not our moto server: unique prefixes, clean up afterwards
+
+
+@dataclass
+class S3Env:
+    """One test's view of the endpoint: a root ``bucket/prefix`` and ready-made clients."""
+
+    endpoint: Endpoint
+    root: str  # "bucket/prefix" (no trailing slash)
+    key_uri: str
+    client: Any  # boto3 S3 client
+    instances: list[EnvstoreFileSystem] = field(default_factory=list)
+
+    @property
+    def bucket(self) -> str:
+        return self.endpoint.bucket
+
+    @property
+    def prefix(self) -> str:
+        return self.root.split("/", 1)[1]
+
+    def s3_options(self, **extra: Any) -> dict[str, Any]:
+        """Options of the inner s3fs filesystem (the ``"s3"`` entry of storage_options)."""
+        return {
+            "endpoint_url": self.endpoint.url,
+            "key": self.endpoint.key,
+            "secret": self.endpoint.secret,
+            **extra,
+        }
+
+    def storage_options(self, key_uri: str | list[str] | None = None, **kw: Any) -> dict[str, Any]:
+        s3 = self.s3_options(**kw.pop("s3", {}))
+        return {"key_uri": key_uri or self.key_uri, "s3": s3, **kw}
+
+    def url(self, name: str) -> str:
+        return f"envstore::s3://{self.root}/{name}"
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def efs(self, key_uri: str | list[str] | None = None, **kw: Any) -> EnvstoreFileSystem:
+        """A fresh (uncached) envstore filesystem over this endpoint."""
+        s3 = self.s3_options(**kw.pop("s3", {}))
+        fs = fsspec.filesystem(
+            "envstore",
+            target_protocol="s3",
+            target_options=s3,
+            key_uri=key_uri or self.key_uri,
+            skip_instance_cache=True,
+            **kw,
+        )
+        self.instances.append(fs)
+        return fs
+
+    def raw(self, name: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read()
+
+    def head(self, name: str) -> dict[str, Any]:
+        return self.client.head_object(Bucket=self.bucket, Key=self.key(name))
+
+    def pending_uploads(self) -> list[dict[str, Any]]:
+        out = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.prefix + "/")
+        return out.get("Uploads", [])
+
+    def keys(self) -> list[str]:
+        out = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + "/")
+        return sorted(o["Key"][len(self.prefix) + 1 :] for o in out.get("Contents", []))
+
+
+def _set_env(env: dict[str, str]) -> dict[str, str | None]:
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    return old
+
+
+def _restore_env(old: dict[str, str | None]) -> None:
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[Endpoint]:
+    url = os.environ.get("ENVSTORE_TEST_S3_ENDPOINT")
+    if url:
+        yield Endpoint(
+            url=url,
+            key=os.environ.get("ENVSTORE_TEST_S3_KEY", "minioadmin"),
+            secret=os.environ.get("ENVSTORE_TEST_S3_SECRET", "minioadmin"),
+            bucket=os.environ.get("ENVSTORE_TEST_S3_BUCKET", "envstore-test"),
+            external=True,
+        )
+        return
+    pytest.importorskip("moto")
+    from moto.server import ThreadedMotoServer
+
+    # dummy credentials for the whole session (worker processes inherit them too)
+    old = _set_env(DUMMY_AWS_ENV)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield Endpoint(
+            url=f"http://{host}:{port}",
+            key="envstore-test",
+            secret="envstore-test",
+            bucket="envstore-test",
+            external=False,
+        )
+    finally:
+        server.stop()
+        _restore_env(old)
+
+
+def _reset_instance_caches() -> None:
+    S3FileSystem.clear_instance_cache()
+    EnvstoreFileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Env]:
+    """A clean place on the endpoint (moto reset, or a unique prefix) and a key."""
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    if not s3_endpoint.external:
+        for k, v in DUMMY_AWS_ENV.items():
+            monkeypatch.setenv(k, v)
+        req = urllib.request.Request(f"{s3_endpoint.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(req, timeout=30).read()
+    _reset_instance_caches()
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint.url,
+        aws_access_key_id=s3_endpoint.key,
+        aws_secret_access_key=s3_endpoint.secret,
+        aws_session_token=None,
+        region_name="us-east-1",
+    )
+    try:
+        client.head_bucket(Bucket=s3_endpoint.bucket)
+    except client.exceptions.ClientError:
+        client.create_bucket(Bucket=s3_endpoint.bucket)
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    env = S3Env(s3_endpoint, f"{s3_endpoint.bucket}/{prefix}", key_uri, client)
+    yield env
+    _reset_instance_caches()
+    if s3_endpoint.external:  # leave nothing behind on a shared server
+        for up in env.pending_uploads():
+            client.abort_multipart_upload(Bucket=env.bucket, Key=up["Key"], UploadId=up["UploadId"])
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=env.bucket, Prefix=prefix + "/"):
+            objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objs:
+                client.delete_objects(Bucket=env.bucket, Delete={"Objects": objs})
+
+
+@dataclass
+class Requests:
+    """Requests seen by one s3fs client (botocore events): operation, range, bytes received."""
+
+    calls: list[tuple[str, str | None]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    received: int = 0
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.paths.clear()
+        self.received = 0
+
+    def ops(self, name: str | None = None) -> list[tuple[str, str | None]]:
+        return [c for c in self.calls if name is None or c[0] == name]
+
+
+@pytest.fixture
+def count_requests() -> Callable[[Any], Requests]:
+    """``count_requests(s3fs_or_envstore_fs)`` -> a live :class:`Requests` record."""
+
+    def attach(fs: Any) -> Requests:
+        inner = getattr(fs, "fs", fs)
+        rec = Requests()
+
+        def before_call(model: Any, params: dict[str, Any], **kw: Any) -> None:
+            rec.calls.append((model.name, (params.get("headers") or {}).get("Range")))
+            rec.paths.append(str(params.get("url_path", "")))
+
+        def after_get(parsed: dict[str, Any], **kw: Any) -> None:
+            rec.received += int(parsed.get("ContentLength") or 0)
+
+        events = inner.s3.meta.events
+        events.register("before-call.s3", before_call)
+        events.register("after-call.s3.GetObject", after_get)
+        return rec
+
+    return attach
