@@ -46,7 +46,7 @@ from envstore.format import (
 from envstore.keys.base import WrappedKey
 from envstore.keys.local import default_key_path, default_key_uri
 from envstore.keys.ring import KeyRing, parse_key_cache
-from envstore.stores import Head, Store, store_for
+from envstore.stores import Head, Store, inner_filesystem, store_for
 from envstore.stores.base import entry_token
 from envstore.stores.local import TEMP_PREFIX
 
@@ -126,7 +126,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
             )
         super().__init__(**kwargs)
         if fs is None:
-            fs = fsspec.filesystem(target_protocol or "file", **dict(target_options or {}))
+            fs = inner_filesystem(target_protocol or "file", target_options or {})
         elif target_protocol is not None:
             raise ConfigError("give either fs= or target_protocol=, not both")
         if placement not in _PLACEMENTS:
