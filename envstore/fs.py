@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -214,7 +215,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
             env = Envelope.from_fields(head.fields)
             placement, offset = "metadata", 0
         else:
-            first = bytes(self.store.read(path, 0, min(head.size, _FIRST_READ)) if head.size else b"")
+            first = bytes(
+                self.store.read(path, 0, min(head.size, _FIRST_READ)) if head.size else b""
+            )
             total = header_length(first[:HEADER_FIXED])
             if total is None:
                 raise NotEncryptedError(f"{path} is not envstore-encrypted (no envelope)")
@@ -520,7 +523,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
         lpath = os.fspath(lpath)
         parent = os.path.dirname(os.path.abspath(lpath))
         os.makedirs(parent, exist_ok=True)
-        temp = os.path.join(parent, f"{TEMP_PREFIX}{os.path.basename(lpath)}.{os.getpid()}")
+        temp = os.path.join(
+            parent, f"{TEMP_PREFIX}{os.path.basename(lpath)}.{secrets.token_hex(6)}"
+        )
         try:
             with open(temp, "wb") as f:
                 pump(f)
