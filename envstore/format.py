@@ -32,9 +32,10 @@ PREFIX = SALT + COMMITMENT  # 56
 MIN_BODY = PREFIX + TAG  # 72: the empty plaintext
 MAX_CHUNKS = 1 << 38
 
-# In-object header: magic(8) || version(1) || length(4, big-endian) || canonical JSON fields.
-MAGIC = b"envstore"
-HEADER_FIXED = len(MAGIC) + 1 + 4  # 13
+# In-object header: magic(9) || version(1) || length(4, big-endian) || canonical JSON fields.
+# The magic starts with a non-ASCII byte so that no text file is mistaken for a header.
+MAGIC = b"\x89envstore"
+HEADER_FIXED = len(MAGIC) + 1 + 4  # 14
 MAX_HEADER = 64 * 1024
 
 # Metadata field names (lowercase ASCII with hyphens). S3 and OSS prefix them with
@@ -164,7 +165,7 @@ class Envelope:
         ours = {k.lower(): v for k, v in fields.items() if k.lower().startswith(FIELD_PREFIX)}
         if not ours:
             raise NotEncryptedError("object has no envstore envelope (not written by envstore)")
-        if len(ours) > 7 + MAX_RECIPIENTS:
+        if len(ours) > 6 + MAX_RECIPIENTS:
             raise FormatError("too many envelope fields")
         for k, v in ours.items():
             if not isinstance(v, str) or len(v) > MAX_FIELD or not v.isascii():
@@ -186,7 +187,7 @@ class Envelope:
             try:
                 raw = base64.urlsafe_b64decode(ours[F_CONTEXT].encode("ascii"))
                 context = json.loads(raw.decode("utf-8"))
-            except (binascii.Error, ValueError, UnicodeDecodeError):
+            except (binascii.Error, ValueError, UnicodeError, RecursionError):
                 raise FormatError("envstore-context is not base64url JSON") from None
             if (
                 not isinstance(context, dict)
@@ -219,7 +220,11 @@ class Envelope:
             context=context,
             size=size,
         )
-        if env.to_fields() != ours:
+        try:
+            canonical = env.to_fields()
+        except UnicodeError:  # e.g. a lone surrogate in the context: not UTF-8 encodable
+            raise FormatError("envstore-context is not valid UTF-8 text") from None
+        if canonical != ours:
             raise FormatError("envelope fields are not in canonical form")
         return env
 
@@ -281,7 +286,7 @@ def decode_header(header: bytes) -> Envelope:
     doc = header[HEADER_FIXED:]
     try:
         fields = json.loads(doc.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise FormatError("envstore header is not ASCII JSON") from None
     if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
         raise FormatError("envstore header must be a JSON object of strings")

@@ -32,9 +32,10 @@ from envstore.file import (
 )
 from envstore.format import (
     CHUNK,
-    F_VERSION,
+    FIELD_PREFIX,
     HEADER_FIXED,
     MAX_CONTEXT_ITEMS,
+    MAX_RECIPIENTS,
     PREFIX,
     Envelope,
     body_size,
@@ -44,7 +45,7 @@ from envstore.format import (
     header_length,
     plain_size,
 )
-from envstore.keys.base import WrappedKey
+from envstore.keys.base import WrappedKey, canonical_context
 from envstore.keys.local import default_key_path, default_key_uri
 from envstore.keys.ring import KeyRing, parse_key_cache
 from envstore.stores import Head, Store, inner_filesystem, store_for
@@ -60,6 +61,8 @@ _BASE_OPTIONS = frozenset(
 _PLACEMENTS = ("auto", "metadata", "header")
 _FIRST_READ = 4096  # first read of a header-placement object: header + body prefix
 _LOCATE_CACHE = 1024
+#: canonical context JSON bytes: its base64url field must fit format.MAX_FIELD characters
+MAX_CONTEXT_BYTES = 3072
 
 
 def _key_uri_list(value: object, name: str) -> list[str]:
@@ -83,6 +86,12 @@ def _check_context(context: object) -> dict[str, str]:
         raise ConfigError(
             f"context must be a dict of str to str (at most {MAX_CONTEXT_ITEMS} entries)"
         )
+    try:
+        encoded = canonical_context(context)
+    except UnicodeError:
+        raise ConfigError("context keys and values must be valid Unicode text") from None
+    if len(encoded) > MAX_CONTEXT_BYTES:
+        raise ConfigError(f"context is {len(encoded)} bytes as JSON; at most {MAX_CONTEXT_BYTES}")
     return dict(context)
 
 
@@ -137,6 +146,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
         self.fs = fs
         self.store: Store = store_for(fs)
         self.key_uris = _key_uri_list(key_uri, "key_uri")
+        if len(self.key_uris) > MAX_RECIPIENTS:
+            raise ConfigError(f"at most {MAX_RECIPIENTS} key URIs (recipients) per object")
         self.decrypt_key_uris = _key_uri_list(decrypt_key_uris, "decrypt_key_uris")
         self.context = _check_context(context)
         self.placement = placement
@@ -211,7 +222,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return located
 
     def _parse(self, path: str, head: Head) -> Located:
-        if head.fields is not None and F_VERSION in head.fields:
+        if head.fields and any(k.startswith(FIELD_PREFIX) for k in head.fields):
             env = Envelope.from_fields(head.fields)
             placement, offset = "metadata", 0
         else:
@@ -547,6 +558,10 @@ class EnvstoreFileSystem(ChainedFileSystem):
         finally:
             key[:] = bytes(len(key))
         env = Envelope(tuple(recipients), enc.prefix[:24], enc.prefix[24:], self.context, size)
+        try:  # write only what readers accept (bounds of FORMAT.md)
+            Envelope.from_fields(env.to_fields())
+        except FormatError as exc:
+            raise ConfigError(f"this envelope would not be readable: {exc}") from None
         metadata, header = self._place(env)
         hint = None if size is None else len(header or b"") + body_size(size)
         sink = self.store.open_sink(path, metadata, hint)

@@ -129,7 +129,10 @@ class LocalKeyProvider(KeyProvider):
         if not self.matches(wrapped):
             raise KeyAccessError(f"object was wrapped by key {wrapped.key_id}, not {self._key_id}")
         if len(wrapped.blob) != 12 + DATA_KEY_BYTES + 16:
-            raise KeyAccessError("wrapped key has the wrong length for a local key")
+            raise IntegrityError(
+                f"the data key wrapped for local key {self._key_id} has the wrong length: "
+                "the envelope was altered"
+            )
         try:
             plain = self._aead.decrypt(wrapped.blob[:12], wrapped.blob[12:], self._aad(context))
         except InvalidTag:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from envstore.errors import ConfigError, KeyAccessError
+from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys import get_provider
 from envstore.keys.base import KeyProvider, WrappedKey, canonical_context
 
@@ -150,6 +150,7 @@ class KeyRing:
                     self._reads.move_to_end(token)
                     return bytearray(hit[0])
         errors: list[str] = []
+        altered: list[str] = []
         tried = False
         for uri in self.key_uris + self.decrypt_key_uris:
             provider = self.provider(uri)
@@ -162,6 +163,9 @@ class KeyRing:
                 except KeyAccessError as exc:
                     errors.append(f"{uri}: {exc}")
                     continue
+                except IntegrityError as exc:  # another recipient may still be intact
+                    altered.append(str(exc))
+                    continue
                 if self.cache is not None:
                     self._remember(token, key)
                 return key
@@ -172,6 +176,8 @@ class KeyRing:
                 f"object is wrapped for {wrapped_for}; none of the configured keys "
                 f"({configured}) is one of them (add it to key_uri or decrypt_key_uris)"
             )
+        if altered:
+            raise IntegrityError("; ".join(altered))
         raise KeyAccessError("; ".join(errors))
 
     def _remember(self, token: tuple[bytes, tuple[str, ...]], key: bytearray) -> None:
