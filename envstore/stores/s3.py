@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from s3fs import S3FileSystem
 
 from envstore.errors import FormatError, IntegrityError
-from envstore.format import F_VERSION, plain_size
+from envstore.format import F_VERSION, WIRE_CHUNK, plain_size
 from envstore.stores.base import Head, Sink, Store, entry_token
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Store"]
@@ -50,10 +50,17 @@ GiB = 1 << 30
 MIN_PART_SIZE = 5 * MiB  # S3: every part but the last
 MAX_PART_SIZE = 5 * GiB  # S3: largest part, largest single PUT / CopyObject source
 MAX_PARTS = 10_000
-DEFAULT_PART_SIZE = 16 * MiB
+#: like the AWS CLI's multipart_chunksize: aiohttp holds up to 3 more copies of the part in
+#: flight, so extra memory is about 5-6 part sizes (~45 MiB at 8 MiB)
+DEFAULT_PART_SIZE = 8 * MiB
 META_PREFIX = "x-amz-meta-"
 #: seconds to wait for in-flight requests to stop after a failure, before aborting anyway
 _CANCEL_WAIT = 30.0
+#: sequential-scan bookkeeping: idle scans are dropped after this many seconds; a random
+#: read keeps this many of its last bytes (a following read may restart inside its last chunk)
+_SCAN_IDLE = 10.0
+_SCAN_TAIL = 2 * WIRE_CHUNK
+_SCANS_PER_OBJECT = 4
 
 T = TypeVar("T")
 
@@ -89,6 +96,47 @@ _CONTENT_HEADERS = (
 )
 
 
+class _Scan:
+    """One sequential reader of an object: its last range, the bytes fetched for it (``blob``
+    from ``blob_start``) and at most one fetch in flight for the bytes after them."""
+
+    __slots__ = (
+        "ahead",
+        "blob",
+        "blob_start",
+        "busy",
+        "end",
+        "span",
+        "start",
+        "tail",
+        "tail_start",
+        "used",
+    )
+
+    def __init__(self, start: int, end: int, blob_start: int, blob: bytes) -> None:
+        self.start = start
+        self.end = end
+        self.span = 0  # bytes per read-ahead GET; 0 until the reads prove sequential
+        self.blob_start = blob_start
+        self.blob = blob
+        self.tail_start, self.tail = 0, b""  # the last bytes of the blob before this one
+        #: GETs in flight for the bytes after ``blob``, in order: (start, end, future)
+        self.ahead: list[tuple[int, int, concurrent.futures.Future[bytes]]] = []
+        self.busy = False  # claimed by a thread
+        self.used = time.monotonic()
+
+    def replace(self, start: int, blob: bytes) -> None:
+        old = self.blob[-_SCAN_TAIL:]
+        self.tail_start, self.tail = self.blob_start + len(self.blob) - len(old), old
+        self.blob_start, self.blob = start, blob
+
+    def drop(self) -> None:
+        for _, _, future in self.ahead:
+            future.cancel()
+        self.ahead = []
+        self.blob = self.tail = b""
+
+
 class _Cached:
     """One HEAD result: the object's Head (None for a directory) and its info entry."""
 
@@ -116,9 +164,14 @@ class S3Store(Store):
     copy_part_size: int = 512 * MiB
     #: concurrent ``UploadPartCopy`` requests
     copy_concurrency: int = 8
-    #: ranged reads larger than this are split into concurrent GETs of ``read_piece`` bytes
-    read_split: int = 32 * MiB
-    read_piece: int = 16 * MiB
+    #: most bytes a sequential scan fetches per GET; None: s3fs's ``default_block_size``
+    #: (50 MiB unless set), the block of s3fs's own read-ahead cache; 0: no read-ahead
+    readahead_max: int | None = None
+    #: read-ahead GETs a sequential scan keeps in flight while the caller consumes the bytes
+    #: in hand (memory per scanning reader: up to (1 + depth) x readahead_max)
+    readahead_depth: int = 1
+    #: objects whose sequential-scan state (and read-ahead bytes) are kept
+    readahead_objects: int = 4
 
     def __init__(self, fs: S3FileSystem) -> None:  # type: ignore[override]
         super().__init__(fs)
@@ -126,6 +179,7 @@ class S3Store(Store):
         given = fs.storage_options.get("default_block_size")
         self.part_size = max(MIN_PART_SIZE, int(given) if given else DEFAULT_PART_SIZE)
         self._heads: OrderedDict[str, _Cached] = OrderedDict()
+        self._scans: OrderedDict[str, list[_Scan]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- paths -------------------------------------------------------------------------------
@@ -138,18 +192,25 @@ class S3Store(Store):
 
     # -- the HEAD cache ----------------------------------------------------------------------
     def forget(self, path: str | None = None) -> None:
-        """Drop cached HEADs of ``path`` and everything below it (all of them if None)."""
+        """Drop cached HEADs and read-ahead of ``path`` and below it (everything if None)."""
         with self._lock:
             if path is None:
                 self._heads.clear()
-                return
-            name = self._name(path).rstrip("/")
-            below = name + "/"
-            for p in [p for p in self._heads if p == name or p.startswith(below)]:
-                del self._heads[p]
-            while "/" in name:  # a new or removed object changes what its parents are
-                name = name.rsplit("/", 1)[0]
-                self._heads.pop(name, None)
+                dropped = [c for scans in self._scans.values() for c in scans]
+                self._scans.clear()
+            else:
+                name = self._name(path).rstrip("/")
+                below = name + "/"
+                for p in [p for p in self._heads if p == name or p.startswith(below)]:
+                    del self._heads[p]
+                dropped = []
+                for p in [p for p in self._scans if p == name or p.startswith(below)]:
+                    dropped += self._scans.pop(p)
+                while "/" in name:  # a new or removed object changes what its parents are
+                    name = name.rsplit("/", 1)[0]
+                    self._heads.pop(name, None)
+        for scan in dropped:
+            scan.drop()
 
     def _lookup(self, path: str, fresh: bool = False) -> _Cached:
         """HEAD ``path`` (one request), or the cached result of one made in the last
@@ -298,10 +359,122 @@ class S3Store(Store):
 
     # -- content -----------------------------------------------------------------------------
     def read(self, path: str, start: int, end: int) -> bytes:
+        """Stored bytes ``[start, end)``: one ranged GET (above s3fs's ``default_block_size``,
+        concurrent GETs of that size, as s3fs's own ``cat_file`` does).
+
+        Random access fetches exactly its range.  A read that continues where an earlier read
+        of the same object ended is a sequential scan (``get``, ``read_csv``, streaming reads):
+        it reads ahead (8x the read, growing 4x per step up to ``readahead_max``) with the
+        next span fetched in the background, so a scan costs a few large GETs overlapped with
+        the caller's work instead of one GET per caller read.
+        """
         if start >= end:
             return b""
-        if end - start > self.read_split:
-            starts = list(range(start, end, self.read_piece))
+        if self.readahead_max == 0:
+            return self._fetch(path, start, end)
+        name = self._name(path)
+        now = time.monotonic()
+        with self._lock:
+            scans = self._scans.pop(name, [])
+            self._scans[name] = scans  # most recently used last
+            scan = next((c for c in scans if not c.busy and c.start < start <= c.end), None)
+            if scan is not None:
+                scan.busy = True
+            stale = [c for c in scans if not c.busy and now - c.used > _SCAN_IDLE]
+            for c in stale:
+                scans.remove(c)
+            while len(self._scans) > max(1, self.readahead_objects):
+                stale += self._scans.popitem(last=False)[1]
+        for c in stale:
+            c.drop()
+        if scan is None:  # random access: exactly the range
+            blob = self._fetch(path, start, end)
+            tail = blob[-_SCAN_TAIL:]  # a following read may restart inside the last chunk
+            fresh = _Scan(start, end, start + len(blob) - len(tail), tail)
+            with self._lock:
+                scans = self._scans.setdefault(name, [])
+                scans.append(fresh)
+                while len(scans) > _SCANS_PER_OBJECT:
+                    scans.pop(0).drop()
+            return blob
+        try:
+            return self._continue(scan, path, name, start, end)
+        except BaseException:
+            scan.drop()
+            raise
+        finally:
+            scan.used = time.monotonic()
+            scan.busy = False
+
+    def _continue(self, scan: _Scan, path: str, name: str, start: int, end: int) -> bytes:
+        size = self._known_size(name)
+        most = self.fs.default_block_size if self.readahead_max is None else self.readahead_max
+        scan.span = min(int(most), max(4 * scan.span, 8 * (end - start), MiB))
+        pieces: list[memoryview] = []
+        pos = start
+        while pos < end:
+            held = next(
+                (
+                    (got, lo)
+                    for got, lo in ((scan.blob, scan.blob_start), (scan.tail, scan.tail_start))
+                    if lo <= pos < lo + len(got)
+                ),
+                None,
+            )
+            if held is not None:  # fetched already
+                got, lo = held
+                take = min(end, lo + len(got)) - pos
+                pieces.append(memoryview(got)[pos - lo : pos - lo + take])
+                pos += take
+                continue
+            if scan.ahead and not scan.ahead[0][0] <= pos < scan.ahead[0][1]:
+                scan.drop()  # the scan moved elsewhere: start over here
+            blob = b""
+            if scan.ahead:  # fetched in the background
+                ahead_start, _, future = scan.ahead.pop(0)
+                try:
+                    blob = future.result()
+                except Exception:  # fetched again below; a real error surfaces there
+                    blob = b""
+                if blob:
+                    scan.replace(ahead_start, blob)
+            if not blob:
+                stop = max(end, pos + scan.span)
+                if pos < scan.blob_start < stop:  # fill the gap before the bytes in hand
+                    stop = scan.blob_start
+                blob = self._fetch(path, pos, stop if size is None else min(stop, size))
+                if not blob:
+                    break  # past the end: a short read, as for any range
+                if stop != scan.blob_start:
+                    scan.replace(pos, blob)
+                else:
+                    pieces.append(memoryview(blob)[: end - pos])
+                    pos += min(len(blob), end - pos)
+                    continue
+            # keep the pipeline full: up to readahead_depth GETs after the bytes in hand
+            after = scan.ahead[-1][1] if scan.ahead else scan.blob_start + len(scan.blob)
+            while len(scan.ahead) < self.readahead_depth and (size is None or after < size):
+                stop = after + scan.span if size is None else min(after + scan.span, size)
+                coro = self.fs._cat_file(path, start=after, end=stop)
+                future = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
+                scan.ahead.append((after, stop, future))
+                after = stop
+        scan.start, scan.end = start, end
+        if size is not None and end >= size:
+            scan.drop()  # the scan reached the end
+        return b"".join(pieces)
+
+    def _known_size(self, name: str) -> int | None:
+        with self._lock:
+            hit = self._heads.get(name)
+        return hit.head.size if hit is not None and hit.head is not None else None
+
+    def _fetch(self, path: str, start: int, end: int) -> bytes:
+        if start >= end:
+            return b""
+        piece = int(self.fs.default_block_size)
+        if end - start > piece:
+            starts = list(range(start, end, piece))
             ends = [*starts[1:], end]
             return b"".join(self.read_many([path] * len(starts), starts, ends))
         return self.fs.cat_file(path, start=start, end=end)
@@ -506,7 +679,7 @@ class _S3Sink:
     # -- writing -----------------------------------------------------------------------------
     def _target(self) -> int:
         """Size of the part being filled (doubling every 1,000 parts: 10,000 parts reach
-        ~16 TB at 16 MiB, more than S3's 5 TB object limit)."""
+        ~8 TiB from 8 MiB, more than S3's 5 TiB object limit)."""
         return min(MAX_PART_SIZE, self.part_size << (len(self.parts) // 1000))
 
     def write(self, data: bytes | bytearray | memoryview) -> None:

@@ -133,8 +133,8 @@ def s3_endpoint() -> Iterator[Endpoint]:
     if url:
         yield Endpoint(
             url=url,
-            key=os.environ.get("ENVSTORE_TEST_S3_KEY", "minioadmin"),
-            secret=os.environ.get("ENVSTORE_TEST_S3_SECRET", "minioadmin"),
+            key=os.environ.get("ENVSTORE_TEST_S3_KEY", "envstore"),
+            secret=os.environ.get("ENVSTORE_TEST_S3_SECRET", "envstore-secret"),
             bucket=os.environ.get("ENVSTORE_TEST_S3_BUCKET", "envstore-test"),
             external=True,
         )

@@ -525,6 +525,63 @@ def test_mid_object_range_is_range_exact(s3, count_requests) -> None:
     assert len(rec.calls) <= 2 and rec.received <= limit, rec.calls
 
 
+def test_sequential_scans_read_ahead(s3, count_requests, tmp_path: Path) -> None:
+    fs = s3.efs()
+    data = _data(6 * MiB + 5)
+    fs.pipe_file(s3.path("a"), data)
+    stored = body_size(len(data))
+
+    def scan(reader: Any, step: int) -> bytes:
+        with reader.open(s3.path("a"), "rb") as f:  # cache_type="none": one call per read
+            return b"".join(iter(lambda: f.read(step), b""))
+
+    fresh = s3.efs()
+    rec = count_requests(fresh)
+    assert scan(fresh, 100_000) == data  # 63 unaligned reads
+    gets = rec.ops("GetObject")
+    assert 2 <= len(gets) <= 5, gets
+    assert stored <= rec.received <= stored + 2 * WIRE_CHUNK, rec.calls
+    rec.clear()
+    fresh.get_file(s3.path("a"), str(tmp_path / "a"))
+    assert (tmp_path / "a").read_bytes() == data
+    assert len(rec.ops("GetObject")) <= 4, rec.calls
+    # read-ahead off: one GET per read
+    plain = s3.efs()
+    plain.store.readahead_max = 0
+    rec = count_requests(plain)
+    assert scan(plain, 100_000) == data
+    assert len(rec.ops("GetObject")) >= 63
+    # interleaved scans of one object, and random reads in between, stay exact
+    both = s3.efs()
+    with both.open(s3.path("a"), "rb") as f, both.open(s3.path("a"), "rb") as g:
+        g.seek(3 * MiB)
+        for i in range(0, 3 * MiB, 250_000):
+            f.seek(i)
+            assert f.read(250_000) == data[i : i + 250_000]
+            assert g.read(250_000) == data[3 * MiB + i : 3 * MiB + i + 250_000]
+            j = (i * 7919) % len(data)
+            assert both.cat_file(s3.path("a"), j, j + 1000) == data[j : j + 1000]
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_read_ahead_random_walk(s3, depth: int) -> None:
+    """Sequential runs, jumps back and forth, unaligned sizes: always the right bytes."""
+    fs = s3.efs()
+    data = _data(3 * MiB + 777, 5)
+    fs.pipe_file(s3.path("a"), data)
+    reader = s3.efs()
+    reader.store.readahead_max = 200_000  # many read-ahead spans and hand-overs
+    reader.store.readahead_depth = depth
+    rng = random.Random(depth)
+    with reader.open(s3.path("a"), "rb") as f:
+        for _ in range(300):
+            if rng.random() < 0.15:
+                f.seek(rng.randrange(len(data)))
+            pos = f.tell()
+            n = rng.choice([1, 100, CHUNK - 1, CHUNK, 40_000, 123_457])
+            assert f.read(n) == data[pos : pos + n]
+
+
 def test_listing_sizes_need_no_head(s3, count_requests) -> None:
     fs = s3.efs()
     sizes = {"a": 0, "b": 1, "c": 20_000, "sub/d": 70_000}
