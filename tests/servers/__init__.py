@@ -1,0 +1,1 @@
+"""In-process emulators (KMS, object stores) the tests talk to with the real SDKs."""
