@@ -328,7 +328,11 @@ def main() -> None:
         rows += peak_rss(endpoint, key_uri, args.rss_mib)
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))

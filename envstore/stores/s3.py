@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from s3fs import S3FileSystem
 
 from envstore.errors import FormatError, IntegrityError
-from envstore.format import F_VERSION, WIRE_CHUNK, plain_size
+from envstore.format import FIELD_PREFIX, WIRE_CHUNK, plain_size
 from envstore.stores.base import Head, Sink, Store, entry_token
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Store"]
@@ -326,7 +326,7 @@ class S3Store(Store):
             and hit.head is not None
             and hit.head.size == int(size)
             and hit.entry.get("ETag") == entry.get("ETag", hit.entry.get("ETag"))
-            and not (hit.head.fields and F_VERSION in hit.head.fields)
+            and not any(k.startswith(FIELD_PREFIX) for k in hit.head.fields or ())
         ):
             return None  # header placement or not envstore: the core reads the object
         try:
@@ -364,7 +364,7 @@ class S3Store(Store):
 
         Random access fetches exactly its range.  A read that continues where an earlier read
         of the same object ended is a sequential scan (``get``, ``read_csv``, streaming reads):
-        it reads ahead (8x the read, growing 4x per step up to ``readahead_max``) with the
+        it reads ahead (16x the read, growing 4x per step up to ``readahead_max``) with the
         next span fetched in the background, so a scan costs a few large GETs overlapped with
         the caller's work instead of one GET per caller read.
         """
@@ -409,7 +409,7 @@ class S3Store(Store):
     def _continue(self, scan: _Scan, path: str, name: str, start: int, end: int) -> bytes:
         size = self._known_size(name)
         most = self.fs.default_block_size if self.readahead_max is None else self.readahead_max
-        scan.span = min(int(most), max(4 * scan.span, 8 * (end - start), MiB))
+        scan.span = min(int(most), max(4 * scan.span, 16 * (end - start), MiB))
         pieces: list[memoryview] = []
         pos = start
         while pos < end:

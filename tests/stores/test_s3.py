@@ -400,6 +400,27 @@ def test_multipart_copy_keeps_envelope(s3, count_requests) -> None:
     assert s3.efs().cat_file(s3.path("c"), 7 * MiB, 9 * MiB) == data[7 * MiB : 9 * MiB]
 
 
+@pytest.mark.slow
+def test_copy_over_150_mib_keeps_envelope(s3, count_requests) -> None:
+    """s3fs's own cp_file switches to a managed copy above 150 MiB and drops user metadata;
+    envstore's copy stays one CopyObject (up to 5 GiB) with the metadata."""
+    fs = s3.efs()
+    n = 151 * MiB
+    block = _data(MiB, 9)
+    with fs.open(s3.path("big"), "wb") as f:
+        for _ in range(151):
+            f.write(block)
+    rec = count_requests(fs)
+    fs.cp_file(s3.path("big"), s3.path("copy"))
+    assert "CopyObject" in _ops(rec) and "UploadPartCopy" not in _ops(rec)
+    assert s3.head("copy")["Metadata"] == s3.head("big")["Metadata"]
+    assert s3.head("copy")["ContentLength"] == body_size(n)
+    fresh = s3.efs()
+    assert fresh.cat_file(s3.path("copy"), n - 5 * CHUNK, n) == block[-5 * CHUNK :]
+    fs.mv(s3.path("copy"), s3.path("moved"))
+    assert s3.head("moved")["Metadata"] == s3.head("big")["Metadata"]
+
+
 def test_multipart_copy_failure_aborts(s3, count_requests, monkeypatch) -> None:
     fs = s3.efs()
     fs.store.copy_threshold = 1 * MiB
