@@ -674,6 +674,10 @@ class EnvstoreFileSystem(ChainedFileSystem):
         path = self._strip_protocol(path)
         loc = self._locate(path)
         env = loc.envelope.with_recipients(recipients)
+        try:  # write only what readers accept (bounds of FORMAT.md)
+            Envelope.from_fields(env.to_fields())
+        except FormatError as exc:
+            raise ConfigError(f"this envelope would not be readable: {exc}") from None
         if loc.placement == "metadata":
             self.store.set_metadata(path, env.to_fields())
         else:

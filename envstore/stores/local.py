@@ -25,8 +25,8 @@ class LocalStore(Store):
         path = self.fs._strip_protocol(path)
         if self.fs.isdir(path):
             raise IsADirectoryError(path)
-        if self.fs.auto_mkdir:
-            self.fs.makedirs(self.fs._parent(path), exist_ok=True)
+        # like an object store (and dask's writers), missing parent directories are created
+        self.fs.makedirs(self.fs._parent(path), exist_ok=True)
         return _LocalSink(path)
 
     def move(self, src: str, dst: str) -> None:
