@@ -16,11 +16,18 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "EnvstoreError",
+    "EnvstoreFileSystem",
     "FormatError",
     "IntegrityError",
     "KeyAccessError",
     "NotEncryptedError",
     "__version__",
+    "download",
+    "inspect",
+    "keygen",
+    "rewrap",
+    "upload",
+    "verify",
 ]
 
 import fsspec as _fsspec
@@ -28,9 +35,21 @@ import fsspec as _fsspec
 _fsspec.register_implementation("envstore", "envstore.fs.EnvstoreFileSystem", clobber=True)
 
 
-def __getattr__(name: str):  # lazy: importing envstore must not import the whole stack
-    if name == "EnvstoreFileSystem":
-        from envstore.fs import EnvstoreFileSystem
+_LAZY = {
+    "EnvstoreFileSystem": "envstore.fs",
+    "upload": "envstore.transfer",
+    "download": "envstore.transfer",
+    "inspect": "envstore.transfer",
+    "verify": "envstore.transfer",
+    "rewrap": "envstore.transfer",
+    "keygen": "envstore.keys.local",
+}
 
-        return EnvstoreFileSystem
-    raise AttributeError(name)
+
+def __getattr__(name: str):  # lazy: importing envstore must not import the whole stack
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'envstore' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

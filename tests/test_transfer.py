@@ -1,0 +1,166 @@
+"""upload / download / inspect / verify / rewrap helpers over envstore::file:// and ::memory://."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from fsspec.callbacks import Callback
+from fsspec.implementations.memory import MemoryFileSystem
+
+import envstore
+from envstore import IntegrityError, KeyAccessError, NotEncryptedError
+from envstore.keys.local import keygen
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "a.bin": os.urandom(70_000),
+        "empty.txt": b"",
+        "sub/b.csv": b"x,y\n1,2\n",
+        "sub/deeper/c.bin": os.urandom(16384),
+        "sub/deeper/empty": b"",
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "empty-dir").mkdir()
+    return files
+
+
+class Counter(Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int | None] = []
+        self.bytes = 0
+
+    def set_size(self, size: int | None) -> None:
+        self.sizes.append(size)
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.bytes += inc
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_tree_round_trip(tmp_path: Path, key_uri: str, memroot: str, scheme: str) -> None:
+    src = tmp_path / "src"
+    files = make_tree(src)
+    remote = (
+        f"envstore::file://{tmp_path}/remote"
+        if scheme == "file"
+        else f"envstore::memory://{memroot}/remote"
+    )
+    up = Counter()
+    written = envstore.upload(src, remote, recursive=True, key_uri=key_uri, callback=up, jobs=3)
+    assert len(written) == len(files)
+    assert up.sizes == [sum(len(v) for v in files.values())] and up.bytes == up.sizes[0]
+    dst = tmp_path / "dst"
+    down = Counter()
+    envstore.download(remote, dst, recursive=True, key_uri=key_uri, callback=down)
+    for rel, data in files.items():
+        assert (dst / rel).read_bytes() == data
+    assert (dst / "empty-dir").is_dir() or scheme == "memory"
+    assert down.bytes == up.bytes
+    if scheme == "file":
+        for path in (tmp_path / "remote").rglob("*"):
+            if path.is_file():
+                assert path.read_bytes().startswith(envstore.format.MAGIC)
+
+
+def test_single_files_and_errors(tmp_path: Path, key_uri: str) -> None:
+    f = tmp_path / "one.bin"
+    f.write_bytes(b"hello")
+    envstore.upload(f, f"envstore::file://{tmp_path}/r/one.bin", key_uri=key_uri)
+    envstore.download(
+        f"envstore::file://{tmp_path}/r/one.bin", tmp_path / "back.bin", key_uri=key_uri
+    )
+    assert (tmp_path / "back.bin").read_bytes() == b"hello"
+    with pytest.raises(IsADirectoryError):
+        envstore.upload(tmp_path / "r", f"envstore::file://{tmp_path}/r2", key_uri=key_uri)
+    with pytest.raises(envstore.ConfigError):
+        envstore.upload(f, f"file://{tmp_path}/x", key_uri=key_uri)
+
+
+def test_inspect_has_no_secrets(tmp_path: Path, key_path: Path, key_uri: str) -> None:
+    url = f"envstore::file://{tmp_path}/o"
+    envstore.upload(_file(tmp_path, b"abc"), url, key_uri=key_uri, context={"team": "x"})
+    info = envstore.inspect(url)  # no key needed
+    assert info["plaintext_size"] == 3 and info["placement"] == "header"
+    assert info["context"] == {"team": "x"} and info["recipients"][0]["provider"] == "local"
+    text = repr(info)
+    master = base64.b64decode(key_path.read_bytes())
+    assert key_path.read_text().strip() not in text and master.hex() not in text
+
+
+def test_verify_reports_each_object(tmp_path: Path, key_uri: str) -> None:
+    url = f"envstore::file://{tmp_path}/v"
+    envstore.upload(make_tree_small(tmp_path / "s"), url, recursive=True, key_uri=key_uri)
+    assert all(r["ok"] for r in envstore.verify(url, recursive=True, key_uri=key_uri))
+    victim = tmp_path / "v" / "b.bin"
+    raw = bytearray(victim.read_bytes())
+    raw[-40] ^= 1
+    victim.write_bytes(bytes(raw))
+    (tmp_path / "v" / "plain.txt").write_bytes(b"not encrypted")
+    results = {
+        Path(r["path"]).name: r for r in envstore.verify(url, recursive=True, key_uri=key_uri)
+    }
+    assert results["a.bin"]["ok"]
+    assert not results["b.bin"]["ok"] and "IntegrityError" in results["b.bin"]["error"]
+    assert not results["plain.txt"]["ok"] and "NotEncryptedError" in results["plain.txt"]["error"]
+
+
+def test_rewrap_replace_and_add(tmp_path: Path, key_uri: str, memroot: str) -> None:
+    new_uri = f"local://{keygen(tmp_path / 'new.key')}"
+    for url in (f"envstore::file://{tmp_path}/w/o", f"envstore::memory://{memroot}/w/o"):
+        envstore.upload(_file(tmp_path, os.urandom(50_000)), url, key_uri=key_uri)
+        fs, path = envstore.transfer.open_url(url, key_uri=key_uri)
+        body_before = fs.fs.cat_file(path)[-50_000:]
+        envstore.rewrap(url, new_uri, key_uri=key_uri)
+        fs, path = envstore.transfer.open_url(url, key_uri=key_uri)
+        fs.invalidate_cache()
+        assert fs.fs.cat_file(path)[-50_000:] == body_before  # body untouched
+        with pytest.raises(KeyAccessError):
+            fs.cat_file(path)
+        new_fs, _ = envstore.transfer.open_url(url, key_uri=new_uri)
+        data = new_fs.cat_file(path)
+        envstore.rewrap(url, key_uri, replace=False, key_uri=new_uri)
+        for uri in (key_uri, new_uri):
+            f2, _ = envstore.transfer.open_url(url, key_uri=uri, skip_instance_cache=True)
+            assert f2.cat_file(path) == data
+        assert len(envstore.inspect(url)["recipients"]) == 2
+
+
+def test_rewrap_refuses_plain_objects(tmp_path: Path, key_uri: str) -> None:
+    (tmp_path / "p").write_bytes(b"plain")
+    with pytest.raises(NotEncryptedError):
+        envstore.rewrap(f"envstore::file://{tmp_path}/p", key_uri, key_uri=key_uri)
+
+
+def test_truncated_download_leaves_no_file(tmp_path: Path, key_uri: str) -> None:
+    url = f"envstore::file://{tmp_path}/t"
+    envstore.upload(_file(tmp_path, os.urandom(100_000)), url, key_uri=key_uri)
+    stored = tmp_path / "t"
+    stored.write_bytes(stored.read_bytes()[:-20_000])
+    with pytest.raises(IntegrityError):
+        envstore.download(url, tmp_path / "out.bin", key_uri=key_uri)
+    assert not (tmp_path / "out.bin").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".envstore-part-")] == []
+
+
+def _file(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / f"in-{os.urandom(4).hex()}"
+    path.write_bytes(data)
+    return path
+
+
+def make_tree_small(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "a.bin").write_bytes(os.urandom(20_000))
+    (root / "b.bin").write_bytes(os.urandom(40_000))
+    return root
+
+
+def test_memory_fixture_is_clean(memroot: str) -> None:
+    assert not [p for p in MemoryFileSystem.store if p.startswith(memroot)]
