@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 an operation failed (integrity, key access, not found, 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from collections.abc import Callable
