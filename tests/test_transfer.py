@@ -164,3 +164,44 @@ def make_tree_small(root: Path) -> Path:
 
 def test_memory_fixture_is_clean(memroot: str) -> None:
     assert not [p for p in MemoryFileSystem.store if p.startswith(memroot)]
+
+
+def test_interrupted_rewrap_leaves_every_object_readable(
+    tmp_path: Path, key_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envstore.fs import EnvstoreFileSystem
+
+    new_uri = f"local://{keygen(tmp_path / 'new.key')}"
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}").write_bytes(os.urandom(20_000 + i))
+    url = f"envstore::file://{tmp_path}/store"
+    envstore.upload(src, url, recursive=True, key_uri=key_uri)
+    calls = {"n": 0}
+    original = EnvstoreFileSystem.set_recipients
+
+    def flaky(self, path, recipients):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, path, recipients)
+
+    monkeypatch.setattr(EnvstoreFileSystem, "set_recipients", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        envstore.rewrap(url, new_uri, recursive=True, key_uri=key_uri)
+    monkeypatch.undo()
+    opened = {"old": 0, "new": 0}
+    for i in range(6):
+        data = (src / f"f{i}").read_bytes()
+        for name, uri in (("old", key_uri), ("new", new_uri)):
+            fs, path = envstore.transfer.open_url(
+                f"{url}/f{i}", key_uri=uri, skip_instance_cache=True
+            )
+            try:
+                assert fs.cat_file(path) == data
+                opened[name] += 1
+            except KeyAccessError:
+                pass
+    assert opened == {"old": 3, "new": 3}
+    assert [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".envstore-part-")] == []
