@@ -31,6 +31,7 @@ from envstore.format import (
     CHUNK,
     F_COMMITMENT,
     F_CONTEXT,
+    MAGIC,
     PREFIX,
     WIRE_CHUNK,
     Envelope,
@@ -65,6 +66,19 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _flip(pos: int) -> Callable[[bytes], bytes]:
+    def flip(body: bytes) -> bytes:
+        b = bytearray(body)
+        b[pos] ^= 0x01
+        return bytes(b)
+
+    return flip
+
+
+def _ctx_field(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
 # -- FORMAT.md, written out independently and checked against the library -----------------
 
 
@@ -91,9 +105,13 @@ def wrap_local(master: bytes, data_key: bytes, context: Mapping[str, str], nonce
     return WrappedKey("local", kid, nonce + AESGCM(master).encrypt(nonce, data_key, aad))
 
 
+HEADER_MAGIC = b"\x89envstore"  # FORMAT.md "Header placement": 89 65 6e 76 73 74 6f 72 65
+
+
 def header(doc: bytes, version: int = 1, length: int | None = None) -> bytes:
     """FORMAT.md "Header placement": magic || version || u32 length || JSON."""
-    return b"envstore" + struct.pack(">BI", version, len(doc) if length is None else length) + doc
+    size = len(doc) if length is None else length
+    return HEADER_MAGIC + struct.pack(">BI", version, size) + doc
 
 
 def header_json(fields: Mapping[str, str]) -> bytes:
@@ -106,6 +124,7 @@ def _self_check() -> None:
         assert c2sp_context(ctx) == context_bytes(ctx), ctx
     for master in (MASTER, OTHER_MASTER):
         assert local_key_id(master) == fingerprint(master)
+    assert HEADER_MAGIC == MAGIC
 
 
 # -- sealed objects ------------------------------------------------------------------------
@@ -133,6 +152,12 @@ class Sealed:
         return hdr
 
 
+def my_recipient(name: str, context: Mapping[str, str] = CONTEXT) -> WrappedKey:
+    """The recipient ``seal(name, ..., context)`` wraps for MASTER."""
+    data_key = det(f"{name}/data key", 32)
+    return wrap_local(MASTER, data_key, context, det(f"{name}/wrap nonce", 12))
+
+
 def seal(
     name: str,
     size: int,
@@ -147,7 +172,7 @@ def seal(
     salt = det(f"{name}/salt", 24)
     enc = Encryptor(data_key, c2sp_context(context), salt=salt)
     body = enc.prefix + enc.update(plaintext(size)) + enc.finalize()
-    mine = wrap_local(MASTER, data_key, context, det(f"{name}/wrap nonce", 12))
+    mine = my_recipient(name, context)
     envelope = Envelope(
         (*others, mine), salt, body[24:PREFIX], context, size if with_size else None
     )
@@ -202,6 +227,45 @@ def valid_vectors() -> list[dict[str, object]]:
             "non-ASCII encryption context: UTF-8 in the canonical context, not \\u escapes",
         )
     )
+    # the upper bounds: 6 + 16 = 22 envelope fields, a 3072-byte canonical context whose
+    # envstore-context field has exactly 4096 characters
+    pad = 3072 - len(canonical({**CONTEXT, "pad": ""}))
+    big_context = {**CONTEXT, "pad": "p" * pad}
+    assert len(canonical(big_context)) == 3072 and len(_ctx_field(canonical(big_context))) == 4096
+    foreign = tuple(
+        WrappedKey(
+            "awskms",
+            f"arn:aws:kms:eu-central-1:111122223333:key/vector-{i:02d}",
+            det(f"valid/maximal kms blob {i}", 32),
+        )
+        if i % 2
+        else wrap_local(
+            OTHER_MASTER,
+            det("valid/maximal-envelope/data key", 32),
+            big_context,
+            det(f"valid/maximal other nonce {i}", 12),
+        )
+        for i in range(1, 16)
+    )
+    cases.append(
+        (
+            seal("valid/maximal-envelope", 300, context=big_context, others=foreign),
+            "the largest envelope readers accept: all six fields and 16 recipients (22 fields), "
+            "a canonical context of 3072 bytes (an envstore-context field of 4096 characters); "
+            "the reader's key is the last recipient, after 15 it skips (KMS keys it is not "
+            "configured with, another local key)",
+        )
+    )
+    mine = my_recipient("valid/altered-recipients-skipped")
+    altered = (replace(mine, blob=mine.blob[:59]), replace(mine, blob=_flip(-1)(mine.blob)))
+    cases.append(
+        (
+            seal("valid/altered-recipients-skipped", 50, others=altered),
+            "three recipients for the reader's key: the first two were altered (a 59-byte blob; "
+            "a blob that fails AES-GCM), the third is intact. Readers go on past altered "
+            "recipients and open the object with the third",
+        )
+    )
     out = []
     for s, what in cases:
         env = s.envelope
@@ -251,19 +315,6 @@ def _body(fn: Callable[[bytes], bytes]) -> Mutation:
     return lambda fields, body: (fields, fn(body))
 
 
-def _flip(pos: int) -> Callable[[bytes], bytes]:
-    def flip(body: bytes) -> bytes:
-        b = bytearray(body)
-        b[pos] ^= 0x01
-        return bytes(b)
-
-    return flip
-
-
-def _ctx_field(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
 def _recipients(*rs: WrappedKey, start: int = 1, skip: int | None = None) -> Mutation:
     """Replace the recipients by ``rs`` numbered from ``start`` (leaving out number ``skip``)."""
 
@@ -298,10 +349,12 @@ def invalid_vectors() -> list[dict[str, object]]:
     new_commitment = det("invalid/other commitment", 32)
     chunks = [two.body[PREFIX + i * WIRE_CHUNK : PREFIX + (i + 1) * WIRE_CHUNK] for i in (0, 1)]
     many = [
-        wrap_local(MASTER, small.data_key, CONTEXT, det(f"invalid/many {i}", 12)) for i in range(19)
+        wrap_local(MASTER, small.data_key, CONTEXT, det(f"invalid/many {i}", 12)) for i in range(17)
     ]
     long_blob = replace(mine, blob=det("invalid/long", 32) * 97)
     kms_only = WrappedKey("awskms", "alias/vectors", det("invalid/kms blob", 32))
+    too_long = canonical({**CONTEXT, "pad": "p" * (3073 - len(canonical({**CONTEXT, "pad": ""})))})
+    assert len(too_long) == 3073
 
     IE, FE, NE, KE = "IntegrityError", "FormatError", "NotEncryptedError", "KeyAccessError"
     # (name, error, base object, mutation, placements, what it shows)
@@ -454,6 +507,24 @@ def invalid_vectors() -> list[dict[str, object]]:
             both,
             "the local recipient names the reader's key but its blob fails AES-GCM",
         ),
+        (
+            "local-blob-wrong-length",
+            IE,
+            small,
+            _recipients(replace(mine, blob=mine.blob[:59])),
+            both,
+            "the local recipient names the reader's key but its blob is 59 bytes, not 60",
+        ),
+        (
+            "wrapped-key-tampered-among-others",
+            IE,
+            small,
+            _recipients(kms_only, replace(mine, blob=_flip(-1)(mine.blob)), other_key),
+            both,
+            "recipients: a KMS key the reader is not configured with, the reader's local key "
+            "with a blob that fails AES-GCM, another local key: no recipient opens and one was "
+            "altered, so Integrity (not KeyAccess)",
+        ),
         # -- keys -----------------------------------------------------------------------------
         (
             "other-master-key",
@@ -470,14 +541,6 @@ def invalid_vectors() -> list[dict[str, object]]:
             _recipients(kms_only),
             both,
             "the only recipient is a KMS key the reader is not configured with",
-        ),
-        (
-            "local-blob-wrong-length",
-            KE,
-            small,
-            _recipients(replace(mine, blob=mine.blob[:59])),
-            both,
-            "the local recipient's blob is 59 bytes, not 60",
         ),
         # -- envelope fields ------------------------------------------------------------------
         (
@@ -503,6 +566,15 @@ def invalid_vectors() -> list[dict[str, object]]:
             _fields(comment="hello"),
             both,
             "an unknown envstore-comment field",
+        ),
+        (
+            "missing-version",
+            FE,
+            small,
+            _fields(version=None),
+            both,
+            "no envstore-version field (in metadata placement: envstore-* entries without "
+            "envstore-version are still an envelope, and a broken one)",
         ),
         (
             "missing-salt",
@@ -550,10 +622,10 @@ def invalid_vectors() -> list[dict[str, object]]:
         (
             "too-many-fields",
             FE,
-            small,
-            _recipients(*many),
+            sized,
+            _recipients(*many[:17]),
             both,
-            "24 envelope fields (5 fields and 19 recipients; at most 23)",
+            "23 envelope fields (all six fields and 17 recipients; at most 22)",
         ),
         (
             "non-canonical-base64",
@@ -645,6 +717,23 @@ def invalid_vectors() -> list[dict[str, object]]:
             "envstore-context with 65 entries (at most 64)",
         ),
         (
+            "context-too-long",
+            FE,
+            small,
+            _fields(context=_ctx_field(too_long)),
+            both,
+            "a canonical context of 3073 bytes: an envstore-context field of 4100 characters "
+            "(at most 4096)",
+        ),
+        (
+            "context-not-utf8",
+            FE,
+            small,
+            _fields(context=_ctx_field(b'{"dataset":"vectors","tenant":"\xffcme"}')),
+            both,
+            "envstore-context JSON with a byte 0xff (not UTF-8)",
+        ),
+        (
             "context-lone-surrogate",
             FE,
             small,
@@ -666,7 +755,7 @@ def invalid_vectors() -> list[dict[str, object]]:
             small,
             lambda f, b: ({"owner": "someone"}, b),
             ("metadata",),
-            "user metadata without envstore-version, body without the header magic",
+            "user metadata without envstore-* entries, body without the header magic",
         ),
     ]
 
@@ -699,15 +788,27 @@ def invalid_vectors() -> list[dict[str, object]]:
     non_ascii = doc.replace(version, '"envstore-version":"1é"'.encode())
     assert version in doc and b"u0031" in escaped
     header_cases: list[tuple[str, str, bytes, str]] = [
-        ("bad-magic", NE, b"ENVSTORE" + header(doc)[8:] + body, "magic ENVSTORE"),
+        ("bad-magic", NE, b"\x89ENVSTORE" + header(doc)[9:] + body, "magic 0x89 ENVSTORE"),
+        (
+            "ascii-magic",
+            NE,
+            b"envstore" + header(doc)[9:] + body,
+            "a header whose magic lacks the leading 0x89 byte (envstore, then version 1, "
+            "length and JSON)",
+        ),
         ("plain-object", NE, b"PAR1" + plaintext(60), "an object that is not envstore's"),
         ("empty-object", NE, b"", "a zero-byte object"),
-        ("magic-only", NE, b"envstore\x01", "9 bytes: the magic and a version, no length"),
         (
-            "text-starting-with-magic",
-            FE,
+            "fixed-part-short",
+            NE,
+            header(doc)[:13],
+            "13 bytes: the magic, the version and 3 of the 4 length bytes",
+        ),
+        (
+            "text-starting-with-envstore",
+            NE,
             b"envstore is a library\n",
-            "a text object starting with the magic: a header of version 0x20 (space)",
+            "a text object whose first bytes are envstore",
         ),
         ("header-version-0", FE, header(doc, version=0) + body, "header version byte 0"),
         ("header-version-2", FE, header(doc, version=2) + body, "header version byte 2"),
