@@ -262,7 +262,7 @@ def encode_header(envelope: Envelope) -> bytes:
 
 
 def header_length(head: bytes) -> int | None:
-    """Total header length from the first 13 bytes; None if the object has no envstore header.
+    """Total header length from the first 14 bytes; None if the object has no envstore header.
 
     FormatError on an unknown version or an out-of-bounds length.
     """

@@ -222,7 +222,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return located
 
     def _parse(self, path: str, head: Head) -> Located:
-        if head.fields and any(k.startswith(FIELD_PREFIX) for k in head.fields):
+        if head.fields and any(k.lower().startswith(FIELD_PREFIX) for k in head.fields):
             env = Envelope.from_fields(head.fields)
             placement, offset = "metadata", 0
         else:
