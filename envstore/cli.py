@@ -1,45 +1,83 @@
 """The ``envstore`` command line: keygen, cp, cat, ls, inspect, rewrap, verify, demo.
 
-Exit codes: 0 success, 1 an operation failed (integrity, key access, not found, permission),
-2 usage. Errors are one line on stderr; ``--debug`` shows the traceback.
+Exit codes: 0 success; 1 an operation failed (integrity, key access, configuration, not
+found, permission, any other I/O or store error), with one ``envstore: error: ...`` line on
+stderr (``--debug`` adds the traceback); 2 usage (unknown command or option, bad value).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 try:
     import click
-except ImportError:  # pragma: no cover - the console script without the cli extra
-    sys.stderr.write('envstore: the command line needs: pip install "envstore[cli]"\n')
-    raise SystemExit(2) from None
+except ImportError:  # pragma: no cover - the console script without click installed
+    sys.stderr.write('envstore: error: the command line needs click: pip install "envstore[cli]"\n')
+    raise SystemExit(1) from None
 
+from fsspec.callbacks import Callback, NoOpCallback
+
+from envstore import __version__
 from envstore.errors import EnvstoreError
 
-_DEBUG = False
+__all__ = ["main"]
+
+_STORE_OPTIONS = ("key_uri", "decrypt_key_uri", "context", "storage_option", "options_file")
 
 
-def _fail(exc: BaseException) -> None:
-    if _DEBUG:
-        traceback.print_exception(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    click.echo(f"envstore: error: {type(exc).__name__}: {text}", err=True)
-    raise SystemExit(1)
+class Failure(click.ClickException):
+    """An operation failed: one ``envstore: error: ...`` line on stderr, exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"envstore: error: {self.format_message()}", file=file, err=file is None)
 
 
-def _run(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except (EnvstoreError, OSError, ValueError) as exc:
-        _fail(exc)
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` on one line (OSErrors as ``path: reason``)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc)
+    text = " ".join(text.split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-# -- options shared by the commands that touch stores -------------------------------------
+class _Main(click.Group):
+    """Turns every error of an operation into one line and exit code 1 (``--debug``: and
+    the traceback); click's own usage errors keep exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # `envstore cat ... | head`: click exits quietly
+                raise
+            self._fail(ctx, exc)
+        except Exception as exc:
+            self._fail(ctx, exc)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: Exception) -> None:
+        debug = bool(ctx.params.get("debug"))
+        if debug:
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+        message = _describe(exc)
+        if not debug and not isinstance(exc, (EnvstoreError, OSError)):
+            message += " (--debug shows the traceback)"
+        raise Failure(message) from exc
+
+
+# -- storage options: flags, -o KEY=VALUE, options files ------------------------------------
 
 
 def _parse_value(text: str) -> Any:
@@ -49,61 +87,126 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
 def _load_options_file(path: str) -> dict[str, Any]:
-    data = Path(path).read_bytes()
-    if path.endswith(".toml"):
-        import tomllib
+    hint = "'--options-file'"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise click.BadParameter(_describe(exc), param_hint=hint) from None
+    try:
+        if path.lower().endswith(".toml"):
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                try:
+                    import tomli as tomllib  # type: ignore[no-redef]
+                except ModuleNotFoundError:
+                    raise click.BadParameter(
+                        "reading TOML needs Python 3.11+ or tomli; use a JSON file",
+                        param_hint=hint,
+                    ) from None
+            loaded = tomllib.loads(data.decode("utf-8"))
+        else:
+            loaded = json.loads(data)
+    except ValueError as exc:  # JSON, TOML and UTF-8 decoding errors
+        raise click.BadParameter(f"{path}: {_describe(exc)}", param_hint=hint) from None
+    if not isinstance(loaded, dict):
+        raise click.BadParameter(f"{path} must hold an object (a table)", param_hint=hint)
+    return loaded
 
-        return tomllib.loads(data.decode())
-    return json.loads(data)
 
-
-def _options(ctx_opts: dict[str, Any]) -> dict[str, Any]:
-    """Storage options from the command's flags (fsspec's FSSPEC_ENVSTORE_* config applies)."""
-    opts: dict[str, Any] = {}
-    if ctx_opts.get("options_file"):
-        opts.update(_load_options_file(ctx_opts["options_file"]))
-    for item in ctx_opts.get("storage_option") or ():
+def _apply(opts: dict[str, Any], raw: Mapping[str, Any]) -> None:
+    """One layer of flags (global or command) onto ``opts``: file, then -o, then flags."""
+    if raw.get("options_file"):
+        _merge(opts, _load_options_file(raw["options_file"]))
+    for item in raw.get("storage_option") or ():
         key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="-o")
-        target = opts
+        if not sep or not key or "" in key.split("."):
+            raise click.BadParameter(
+                f"{item!r} is not KEY=VALUE (nest with dots: s3.endpoint_url=...)",
+                param_hint="'-o' / '--storage-option'",
+            )
         *parents, leaf = key.split(".")
+        target = opts
         for parent in parents:
+            if not isinstance(target.get(parent, {}), dict):
+                raise click.BadParameter(
+                    f"{item!r}: {parent} is already a value, not a mapping",
+                    param_hint="'-o' / '--storage-option'",
+                )
             target = target.setdefault(parent, {})
         target[leaf] = _parse_value(value)
-    if ctx_opts.get("key_uri"):
-        uris = list(ctx_opts["key_uri"])
+    if raw.get("key_uri"):
+        uris = list(raw["key_uri"])
         opts["key_uri"] = uris[0] if len(uris) == 1 else uris
-    if ctx_opts.get("decrypt_key_uri"):
-        opts["decrypt_key_uris"] = list(ctx_opts["decrypt_key_uri"])
-    if ctx_opts.get("context"):
-        context = {}
-        for item in ctx_opts["context"]:
+    if raw.get("decrypt_key_uri"):
+        opts["decrypt_key_uris"] = list(raw["decrypt_key_uri"])
+    if raw.get("context"):
+        context = opts.get("context")
+        context = dict(context) if isinstance(context, Mapping) else {}
+        for item in raw["context"]:
             key, sep, value = item.partition("=")
-            if not sep:
-                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--context")
+            if not sep or not key:
+                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'--context'")
             context[key] = value
         opts["context"] = context
+
+
+def _options(kw: dict[str, Any]) -> dict[str, Any]:
+    """Filesystem options from the global flags, then the command's (which win).
+
+    fsspec applies ``FSSPEC_ENVSTORE_*`` environment settings underneath by itself.
+    """
+    opts: dict[str, Any] = {}
+    root = click.get_current_context().find_root()
+    _apply(opts, (root.obj or {}).get("store_options", {}))
+    _apply(opts, {name: kw.pop(name, None) for name in _STORE_OPTIONS})
     return opts
 
 
 def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every store-touching command (and the group) accepts."""
     decorators = [
-        click.option("--key-uri", multiple=True, help="wrapping key URI (repeat for recipients)"),
-        click.option("--decrypt-key-uri", multiple=True, help="extra key URI accepted for reading"),
-        click.option("--context", multiple=True, metavar="K=V", help="encryption context entry"),
+        click.option(
+            "--key-uri",
+            multiple=True,
+            metavar="URI",
+            help="Wrapping key URI (local:///path, env://VAR, alikms://, awskms://...); "
+            "repeat for several recipients.",
+        ),
+        click.option(
+            "--decrypt-key-uri",
+            multiple=True,
+            metavar="URI",
+            help="More key URIs accepted for reading (repeatable).",
+        ),
+        click.option(
+            "--context",
+            multiple=True,
+            metavar="K=V",
+            help="Encryption context entry for new objects (repeatable).",
+        ),
         click.option(
             "-o",
             "--storage-option",
             multiple=True,
             metavar="KEY=VALUE",
-            help="storage option; nest inner options as s3.endpoint_url=...",
+            help="Filesystem option, JSON-decoded where it parses; inner filesystem options "
+            "nest under its protocol: -o s3.endpoint_url=http://... (repeatable).",
         ),
         click.option(
             "--options-file",
-            type=click.Path(exists=True, dir_okay=False),
-            help="JSON or TOML file of storage options",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="JSON or TOML (.toml) file of filesystem options, applied before the flags.",
         ),
     ]
     for decorator in reversed(decorators):
@@ -111,133 +214,186 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _split_opts(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    names = ("key_uri", "decrypt_key_uri", "context", "storage_option", "options_file")
-    return {k: kwargs.pop(k) for k in names if k in kwargs}, kwargs
+# -- cp helpers ------------------------------------------------------------------------------
 
 
 def _is_url(text: str) -> bool:
     return text.startswith("envstore::")
 
 
-def _progress(enabled: bool | None) -> Any:
-    from fsspec.callbacks import DEFAULT_CALLBACK
+def _local_path(text: str, name: str) -> str:
+    if text.startswith("file://"):
+        return text[len("file://") :]
+    if "://" in text or "::" in text:
+        raise click.UsageError(
+            f"{name} {text!r} is neither a local path nor an envstore:: URL "
+            "(plain remote URLs are not encrypted: use envstore::s3://..., envstore::oss://...)"
+        )
+    return text
 
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return DEFAULT_CALLBACK
-    from fsspec.callbacks import TqdmCallback
 
-    return TqdmCallback(tqdm_kwargs={"unit": "B", "unit_scale": True, "unit_divisor": 1024})
+def _progress(enabled: bool, desc: str) -> Callback:
+    if enabled:
+        try:
+            from fsspec.callbacks import TqdmCallback
+
+            return TqdmCallback(
+                tqdm_kwargs={
+                    "desc": desc,
+                    "unit": "B",
+                    "unit_scale": True,
+                    "unit_divisor": 1024,
+                    "file": sys.stderr,
+                }
+            )
+        except ImportError:  # tqdm not installed: no bar
+            pass
+    return NoOpCallback()
 
 
 # -- commands ------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="show tracebacks")
-@click.version_option(package_name="envstore")
-def main(debug: bool) -> None:
-    """Client-side envelope encryption for object stores (envstore::s3://, ::oss://, ::file://)."""
-    global _DEBUG
-    _DEBUG = debug
+@click.group(
+    cls=_Main,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+@click.version_option(__version__, prog_name="envstore")
+@store_options
+@click.pass_context
+def main(ctx: click.Context, debug: bool, **kw: Any) -> None:
+    """Client-side envelope encryption for object stores: envstore::s3://, envstore::oss://,
+    envstore::file://, envstore::memory:// and any other fsspec URL.
+
+    Store options (--key-uri, --context, -o, ...) may be given before the command or after
+    it; FSSPEC_ENVSTORE_* environment variables apply underneath. Without any key option the
+    default key written by `envstore keygen` is used.
+
+    Exit codes: 0 ok, 1 an operation failed (one line on stderr), 2 usage.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["store_options"] = {name: kw.get(name) for name in _STORE_OPTIONS}
 
 
 @main.command()
-@click.argument("path", required=False)
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
 def keygen(path: str | None) -> None:
-    """Write a new master key file (mode 0600; never overwrites). Default: the default key."""
+    """Write a new local master key to PATH (mode 0600; never overwrites an existing file).
+
+    Without PATH: the default key, $XDG_CONFIG_HOME/envstore/master.key, which envstore uses
+    when no key is configured. Back it up: data under a lost key cannot be recovered.
+    """
     from envstore.keys.local import keygen as make
 
-    written = _run(lambda: make(path))
-    click.echo(f"wrote {written}  (key URI: local://{written})")
+    written = make(path)
+    click.echo(f"wrote {written}  (key URI: local://{written.as_posix()}; mode 0600)")
 
 
 @main.command()
 @click.argument("src")
 @click.argument("dst")
-@click.option("-r", "--recursive", is_flag=True, help="copy directory trees")
-@click.option("-j", "--jobs", default=4, show_default=True, help="files in parallel")
-@click.option("--progress/--no-progress", default=None, help="progress bar (default: on a tty)")
+@click.option("-r", "--recursive", is_flag=True, help="Copy a directory tree.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Files transferred in parallel.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 @store_options
 def cp(src: str, dst: str, recursive: bool, jobs: int, progress: bool | None, **kw: Any) -> None:
-    """Copy between a local path and an envstore:: URL (either way)."""
+    """Copy between a local path and an envstore:: URL, either way (encrypt or decrypt).
+
+    A tree's contents go under DST: `cp -r dir envstore::s3://b/p` writes b/p/<files of
+    dir>. Downloads are written aside and renamed once every chunk authenticated.
+    """
     from envstore.transfer import download, upload
 
-    opts = _options(_split_opts(kw)[0])
-    cb = _progress(progress)
-    if _is_url(dst) and not _is_url(src):
-        done = _run(lambda: upload(src, dst, recursive, callback=cb, jobs=jobs, **opts))
-    elif _is_url(src) and not _is_url(dst):
-        done = _run(lambda: download(src, dst, recursive, callback=cb, jobs=jobs, **opts))
-    else:
-        raise click.UsageError("exactly one of SRC and DST must be an envstore:: URL")
-    click.echo(f"copied {len(done)} file(s)", err=True)
+    opts = _options(kw)
+    if _is_url(src) == _is_url(dst):
+        raise click.UsageError(
+            "one of SRC and DST must be an envstore:: URL and the other a local path"
+        )
+    show = sys.stderr.isatty() if progress is None else progress
+    callback = _progress(show, "encrypt" if _is_url(dst) else "decrypt")
+    try:
+        if _is_url(dst):
+            done = upload(
+                _local_path(src, "SRC"), dst, recursive, callback=callback, jobs=jobs, **opts
+            )
+        else:
+            done = download(
+                src, _local_path(dst, "DST"), recursive, callback=callback, jobs=jobs, **opts
+            )
+    finally:
+        callback.close()
+    if show:
+        click.echo(f"copied {len(done)} file(s)", err=True)
 
 
 @main.command()
 @click.argument("url")
 @store_options
 def cat(url: str, **kw: Any) -> None:
-    """Decrypt an object to standard output."""
-    from envstore.transfer import open_url
+    """Decrypt an object to standard output (each chunk authenticated before it is written)."""
+    from envstore.transfer import STEP, open_url
 
-    opts = _options(_split_opts(kw)[0])
-
-    def go() -> None:
-        fs, path = open_url(url, **opts)
-        reader = fs._reader(path)
-        out = sys.stdout.buffer
-        step = 256 * 16384
-        for pos in range(0, reader.plain_len, step):
-            out.write(reader.read(pos, pos + step))
-        reader.authenticate_end()
-        out.flush()
-
-    _run(go)
+    fs, path = open_url(url, **_options(kw))
+    reader = fs._reader(path)
+    out = click.get_binary_stream("stdout")
+    for pos in range(0, reader.plain_len, STEP):
+        out.write(reader.read(pos, pos + STEP))
+    reader.authenticate_end()
+    out.flush()
 
 
 @main.command(name="ls")
 @click.argument("url")
-@click.option("-l", "long", is_flag=True, help="sizes and encryption state")
-@click.option("--json", "as_json", is_flag=True, help="JSON output")
+@click.option("-l", "long", is_flag=True, help="Encryption state and plaintext size per entry.")
+@click.option("--json", "as_json", is_flag=True, help="JSON: a list of entries.")
 @store_options
 def ls_(url: str, long: bool, as_json: bool, **kw: Any) -> None:
-    """List objects with plaintext sizes."""
+    """List a directory (or one object) with plaintext sizes; no key needed.
+
+    -l columns: state (encrypted, plain, error, dir), plaintext size in bytes, name.
+    --json entries: name, type, size (plaintext), stored_size, encrypted, error.
+    """
     from envstore.transfer import open_url
 
-    opts = _options(_split_opts(kw)[0])
-
-    def go() -> list[dict[str, Any]]:
-        fs, path = open_url(url, **opts)
-        return fs.ls(path, detail=True)
-
-    entries = _run(go)
+    fs, path = open_url(url, **_options(kw))
+    entries = sorted(fs.ls(path, detail=True), key=lambda e: e["name"])
     if as_json:
         keep = ("name", "type", "size", "stored_size", "encrypted", "error")
-        click.echo(json.dumps([{k: e.get(k) for k in keep if k in e} for e in entries], indent=2))
+        click.echo(json.dumps([{k: e[k] for k in keep if k in e} for e in entries], indent=2))
         return
     for e in entries:
         if not long:
             click.echo(e["name"])
-            continue
-        if e["type"] == "directory":
-            click.echo(f"{'dir':>9} {'':>14} {e['name']}/")
-            continue
-        state = "error" if e.get("error") else ("encrypted" if e.get("encrypted") else "plain")
-        click.echo(f"{state:>9} {e.get('size', 0):>14} {e['name']}")
+        elif e["type"] == "directory":
+            click.echo(f"{'dir':<9} {'-':>14}  {e['name'].rstrip('/')}/")
+        else:
+            state = "error" if e.get("error") else ("encrypted" if e.get("encrypted") else "plain")
+            suffix = f"  ({e['error']})" if e.get("error") else ""
+            click.echo(f"{state:<9} {e.get('size', 0):>14}  {e['name']}{suffix}")
 
 
 @main.command()
 @click.argument("url")
-@click.option("--json", "as_json", is_flag=True, help="JSON output")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @store_options
 def inspect(url: str, as_json: bool, **kw: Any) -> None:
-    """Show an object's envelope (never secrets; no key needed)."""
+    """Show an object's envelope: format, suite, placement, sizes, context, recipients.
+
+    Needs no key and never shows key material (not even the wrapped data keys).
+    """
     from envstore.transfer import inspect as look
 
-    info = _run(lambda: look(url, **_options(_split_opts(kw)[0])))
+    info = look(url, **_options(kw))
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -245,54 +401,85 @@ def inspect(url: str, as_json: bool, **kw: Any) -> None:
         click.echo(f"{key:15} {info[key]}")
     click.echo(f"{'context':15} {json.dumps(info['context'])}")
     for i, r in enumerate(info["recipients"], 1):
-        params = f" {r['params']}" if r["params"] else ""
+        params = f" {json.dumps(r['params'])}" if r["params"] else ""
         click.echo(f"{'recipient ' + str(i):15} {r['provider']} {r['key_id']}{params}")
 
 
 @main.command()
 @click.argument("url")
-@click.option("--to", "to", multiple=True, required=True, help="new key URI (repeatable)")
-@click.option("-r", "--recursive", is_flag=True)
-@click.option("--add", is_flag=True, help="add the new recipients instead of replacing")
+@click.option(
+    "--to", "to", multiple=True, required=True, metavar="URI", help="New key URI (repeatable)."
+)
+@click.option("-r", "--recursive", is_flag=True, help="Every object under URL.")
+@click.option("--add", is_flag=True, help="Add the new recipients instead of replacing them.")
 @store_options
 def rewrap(url: str, to: tuple[str, ...], recursive: bool, add: bool, **kw: Any) -> None:
-    """Re-wrap data keys for new keys without re-encrypting data (key rotation)."""
+    """Wrap data keys for new keys without re-encrypting data (key rotation).
+
+    --key-uri / --decrypt-key-uri name a key that opens the objects now. Each object
+    switches in one step; an interrupted run can be started again as it was.
+    """
     from envstore.transfer import rewrap as run
 
-    opts = _options(_split_opts(kw)[0])
-    done = _run(lambda: run(url, list(to), recursive, replace=not add, **opts))
-    click.echo(f"rewrapped {len(done)} object(s)", err=True)
+    for r in run(url, list(to), recursive, replace=not add, **_options(kw)):
+        click.echo(f"{'rewrapped' if r['changed'] else 'unchanged'}  {r['path']}")
 
 
 @main.command()
 @click.argument("url")
-@click.option("-r", "--recursive", is_flag=True)
+@click.option("-r", "--recursive", is_flag=True, help="Every object under URL.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Objects checked in parallel.",
+)
 @store_options
-def verify(url: str, recursive: bool, **kw: Any) -> None:
-    """Authenticate every chunk of each object; exit 1 naming any that fail."""
+def verify(url: str, recursive: bool, jobs: int, **kw: Any) -> None:
+    """Authenticate every chunk of each object (plaintext is discarded).
+
+    Prints `ok` or `FAIL` per object; exits 1 if any failed.
+    """
     from envstore.transfer import verify as run
 
-    results = _run(lambda: run(url, recursive, **_options(_split_opts(kw)[0])))
-    bad = [r for r in results if not r["ok"]]
+    results = run(url, recursive, jobs=jobs, **_options(kw))
     for r in results:
         if r["ok"]:
             click.echo(f"ok    {r['path']} ({r['size']} bytes)")
         else:
             click.echo(f"FAIL  {r['path']}: {r['error']}")
+    bad = [r["path"] for r in results if not r["ok"]]
     if bad:
-        click.echo(f"envstore: error: {len(bad)} of {len(results)} object(s) failed", err=True)
-        raise SystemExit(1)
+        named = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise Failure(f"{len(bad)} of {len(results)} object(s) failed verification: {named}")
+    if not results:
+        click.echo(f"no objects under {url}", err=True)
 
 
 @main.command()
-@click.option("--keep", type=click.Path(file_okay=False), help="keep the demo files in DIR")
-@click.option("--rows", default=5000, show_default=True)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Keep the store and key in DIR (new or empty) instead of a temporary directory.",
+)
+@click.option("--rows", type=click.IntRange(1, 1_000_000), default=5000, show_default=True)
 def demo(keep: str | None, rows: int) -> None:
-    """The main job on the embedded default: local files + a fresh local key, no cloud."""
-    from envstore.demo import run
+    """The main job on the embedded default: local files and a fresh local key, no cloud.
 
-    _run(lambda: run(keep, rows))
+    Writes a DataFrame as Parquet and CSV through envstore::file://, reads it back, and shows
+    that the bytes on disk are ciphertext and what the envelope holds. Your own default key
+    is not touched. Needs pandas and pyarrow.
+    """
+    from envstore.demo import DemoError, run
+
+    try:
+        run(keep, rows, echo=click.echo)
+    except DemoError as exc:
+        raise Failure(str(exc)) from exc
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="envstore")

@@ -1,8 +1,9 @@
 """``envstore demo``: the main job on the embedded default (local files + a local key).
 
 Makes a temporary store and a fresh master key (the user's default key is never touched),
-writes a DataFrame as Parquet and CSV through ``envstore::file://``, reads a column back,
-shows that the bytes on disk are ciphertext and what the envelope holds, and says so.
+writes a DataFrame as Parquet and CSV through ``envstore::file://``, reads a column and the
+CSV back, checks that the bytes on disk are ciphertext, shows what the envelope holds, and
+says what it did in a few lines. pandas and pyarrow are imported here only.
 """
 
 from __future__ import annotations
@@ -10,27 +11,50 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+__all__ = ["DemoError", "run"]
 
 
-def run(keep: str | None = None, rows: int = 5000, echo=print) -> dict:
+class DemoError(RuntimeError):
+    """The demo could not run (missing dependency, unusable directory) or a check failed."""
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise DemoError(f"demo check failed: {what}")
+
+
+def run(
+    keep: str | Path | None = None, rows: int = 5000, echo: Callable[[str], Any] = print
+) -> dict[str, Any]:
+    """Run the demo; returns the inspected envelope of the Parquet object."""
     try:
         import numpy as np
         import pandas as pd
-    except ImportError:
-        raise RuntimeError(
-            'the demo needs pandas and pyarrow: pip install "envstore[demo]"'
+        import pyarrow  # noqa: F401  (pandas' Parquet engine)
+    except ImportError as exc:
+        raise DemoError(
+            f"the demo needs pandas and pyarrow ({exc.name} is missing): "
+            'pip install "envstore[demo]"'
         ) from None
 
     from envstore.format import MAGIC
     from envstore.keys.local import keygen
     from envstore.transfer import inspect
 
-    base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="envstore-demo-"))
-    base.mkdir(parents=True, exist_ok=True)
+    if keep is not None:
+        base = Path(keep).absolute()
+        if base.exists() and any(base.iterdir()):
+            raise DemoError(f"{base} is not empty: give --keep a new or empty directory")
+        base.mkdir(parents=True, exist_ok=True)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="envstore-demo-"))
     try:
         key = keygen(base / "master.key")
-        so = {"key_uri": f"local://{key}"}
+        so = {"key_uri": f"local://{key.as_posix()}", "context": {"dataset": "sales-demo"}}
         store = base / "store"
         rng = np.random.default_rng(7)
         df = pd.DataFrame(
@@ -42,47 +66,65 @@ def run(keep: str | None = None, rows: int = 5000, echo=print) -> dict:
                 "ts": pd.date_range("2026-01-01", periods=rows, freq="min"),
             }
         )
-        pq_url = f"envstore::file://{store}/sales.parquet"
-        csv_url = f"envstore::file://{store}/sales.csv"
+        pq_url = f"envstore::file://{store.as_posix()}/sales.parquet"
+        csv_url = f"envstore::file://{store.as_posix()}/sales.csv"
         df.to_parquet(pq_url, storage_options=so)
         df.to_csv(csv_url, index=False, storage_options=so)
+
         amounts = pd.read_parquet(pq_url, columns=["amount"], storage_options=so)
-        back_csv = pd.read_csv(csv_url, storage_options=so, parse_dates=["ts"])
-        assert amounts["amount"].equals(df["amount"]), "Parquet column differs"
-        pd.testing.assert_frame_equal(back_csv, df, check_dtype=False)
+        _check(list(amounts.columns) == ["amount"], "read_parquet(columns=...) returned others")
+        _check(amounts["amount"].equals(df["amount"]), "the Parquet column read back differs")
+        back = pd.read_csv(csv_url, storage_options=so, parse_dates=["ts"])
+        try:
+            pd.testing.assert_frame_equal(back, df, check_dtype=False)
+        except AssertionError:
+            raise DemoError("demo check failed: the CSV read back differs") from None
 
         raw_pq = (store / "sales.parquet").read_bytes()
         raw_csv = (store / "sales.csv").read_bytes()
-        ciphertext = (
-            raw_pq.startswith(MAGIC)
-            and b"PAR1" not in raw_pq
-            and b"customer-042" not in raw_pq + raw_csv
-            and b"amount" not in raw_csv
-        )
-        if not ciphertext:
-            raise RuntimeError("plaintext found on disk")
+        secret = key.read_bytes().strip()
+        for name, raw in (("sales.parquet", raw_pq), ("sales.csv", raw_csv)):
+            _check(raw.startswith(MAGIC), f"{name} does not start with the envstore header")
+            _check(b"customer-042" not in raw, f"{name} holds a customer name in the clear")
+            _check(secret not in raw, f"{name} holds the master key")
+        _check(b"PAR1" not in raw_pq, "the Parquet magic PAR1 is on disk")
+        _check(b"customer,amount" not in raw_csv, "the CSV header is on disk")
         envelope = inspect(pq_url, **so)
+        _check(secret.decode() not in json.dumps(envelope), "the envelope shows the master key")
 
-        echo(f"envstore demo in {base}")
-        echo(f"  key      {key} (new local master key, mode 0600)")
+        recipients = ", ".join(f"{r['provider']} {r['key_id']}" for r in envelope["recipients"])
+        echo(f"envstore demo in {base}{'' if keep else ' (temporary)'}")
+        echo(f"  key       a new local master key {key} (mode 0600); yours is not used")
         echo(
-            f"  wrote    {rows} rows x {len(df.columns)} columns as Parquet and CSV via envstore::file://"
+            f"  wrote     {rows} rows x {len(df.columns)} columns with df.to_parquet and df.to_csv"
         )
-        echo("  read     column 'amount' back with pd.read_parquet(columns=[...]): equal")
-        echo("  read     the CSV back with pd.read_csv: equal")
+        echo(f"            to {pq_url} and .../sales.csv")
         echo(
-            f"  on disk  sales.parquet {len(raw_pq)} bytes, begins {raw_pq[:9]!r}: no 'PAR1', "
-            "no customer names; sales.csv: no header, no values"
+            "  read      pd.read_parquet(columns=['amount']) and pd.read_csv: equal to the original"
         )
-        recipients = ", ".join(f"{r['provider']}:{r['key_id']}" for r in envelope["recipients"])
         echo(
-            f"  envelope {envelope['suite']}, {envelope['placement']} placement, "
-            f"plaintext {envelope['plaintext_size']} bytes, wrapped for {recipients} (no secrets)"
+            f"  on disk   sales.parquet ({len(raw_pq)} bytes), sales.csv ({len(raw_csv)} bytes): "
+            f"both begin with {MAGIC!r}"
         )
-        echo("  inspect  " + json.dumps({k: envelope[k] for k in ("format_version", "placement")}))
         echo(
-            "done: every byte that reached the disk is ciphertext; pandas worked unchanged."
-            + ("" if keep else " (temporary files removed; --keep DIR keeps them)")
+            "            (the envstore header); no Parquet magic 'PAR1', no CSV header, "
+            "no customer names"
+        )
+        echo("  envelope  as `envstore inspect` shows it (nothing secret):")
+        echo(
+            f"            format {envelope['format_version']}, {envelope['suite']}, "
+            f"{envelope['placement']} placement, {envelope['plaintext_size']} plaintext bytes "
+            f"in {envelope['stored_size']} stored"
+        )
+        echo(
+            f"            context {json.dumps(envelope['context'])}; "
+            f"data key wrapped for {recipients}"
+        )
+        if keep:
+            echo(f"  try       envstore cat --key-uri local://{key.as_posix()} {csv_url} | head -3")
+        echo(
+            "done: pandas wrote and read as usual; every byte that reached the disk is ciphertext."
+            + ("" if keep else " Temporary files removed (--keep DIR keeps them).")
         )
         return envelope
     finally:

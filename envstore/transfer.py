@@ -2,29 +2,39 @@
 
 Every helper takes an ``envstore::`` URL and the same options as the filesystem
 (``key_uri``, ``decrypt_key_uris``, ``context``, ``kms_options``, inner options under the
-inner protocol's name such as ``{"s3": {...}}``).
+inner protocol's name such as ``{"s3": {...}}``), resolved with ``fsspec.core.url_to_fs``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from envstore.errors import ConfigError, EnvstoreError
+from envstore.errors import ConfigError, EnvstoreError, KeyAccessError
+from envstore.format import CHUNK
 from envstore.fs import EnvstoreFileSystem
+from envstore.keys.base import WrappedKey
+from envstore.keys.ring import KeyRing
 
 __all__ = ["download", "inspect", "open_url", "rewrap", "upload", "verify"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+#: plaintext bytes per read when streaming a whole object (verify, cat)
+STEP = 256 * CHUNK
 
 
 def open_url(url: str, **options: Any) -> tuple[EnvstoreFileSystem, str]:
     """The envstore filesystem and inner path for ``url`` (``envstore::...``)."""
-    if not url.startswith("envstore::"):
+    if not isinstance(url, str) or not url.startswith("envstore::"):
         raise ConfigError(
             f"{url!r} is not an envstore URL (envstore::file://..., envstore::s3://...)"
         )
@@ -34,31 +44,61 @@ def open_url(url: str, **options: Any) -> tuple[EnvstoreFileSystem, str]:
     return fs, path
 
 
-def _pool(
-    jobs: int, work: Callable[[tuple[Any, ...]], Any], items: Sequence[tuple[Any, ...]]
-) -> None:
-    """Run ``work`` over ``items`` with at most ``jobs`` threads; the first error is raised."""
-    if jobs <= 1 or len(items) <= 1:
-        for item in items:
-            work(item)
-        return
-    with ThreadPoolExecutor(min(jobs, len(items)), thread_name_prefix="envstore-transfer") as ex:
-        for future in [ex.submit(work, item) for item in items]:
-            future.result()
+def _pool(jobs: int, work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``work`` over ``items`` with at most ``jobs`` threads, results in order.
+
+    The first error is raised once running items finish; items not yet started are dropped.
+    """
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, not {jobs}")
+    if jobs == 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    ex = ThreadPoolExecutor(min(jobs, len(items)), thread_name_prefix="envstore-transfer")
+    try:
+        futures = [ex.submit(work, item) for item in items]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            if future in done and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        return [future.result() for future in futures]
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _local_files(lpath: str, recursive: bool) -> tuple[list[str], list[str]]:
-    """Files and (empty or not) directories under ``lpath``, relative to it."""
-    if not os.path.isdir(lpath):
-        return [""], []
-    if not recursive:
-        raise IsADirectoryError(f"{lpath} is a directory: pass recursive=True")
+class _Shared(Callback):
+    """Per-file callback adding byte counts to a shared one (thread-safe; per-file sizes and
+    per-file completion are not forwarded: the shared callback knows the total)."""
+
+    def __init__(self, parent: Callback, lock: threading.Lock) -> None:
+        super().__init__()
+        self.parent = parent
+        self.lock = lock
+
+    def set_size(self, size: int | None) -> None:
+        pass
+
+    def absolute_update(self, value: int) -> None:
+        inc, self.value = value - self.value, value
+        self._forward(inc)
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.value += inc
+        self._forward(inc)
+
+    def _forward(self, inc: int) -> None:
+        if inc:
+            with self.lock:
+                self.parent.relative_update(inc)
+
+
+def _local_tree(lpath: str) -> tuple[list[str], list[str]]:
+    """Files and directories under ``lpath`` (relative, ``/``-separated, sorted)."""
     files, dirs = [], []
     for root, dirnames, filenames in os.walk(lpath):
         rel = os.path.relpath(root, lpath)
-        rel = "" if rel == "." else rel
-        dirs.extend(os.path.join(rel, d) for d in dirnames)
-        files.extend(os.path.join(rel, f) for f in filenames)
+        parts = [] if rel == "." else rel.split(os.sep)
+        dirs.extend("/".join([*parts, d]) for d in dirnames)
+        files.extend("/".join([*parts, f]) for f in filenames)
     return sorted(files), sorted(dirs)
 
 
@@ -71,30 +111,39 @@ def upload(
     jobs: int = 4,
     **options: Any,
 ) -> list[str]:
-    """Encrypt a local file or tree to ``url``; returns the written paths.
+    """Encrypt a local file, or with ``recursive`` a directory tree, to ``url``.
 
-    Files are streamed (bounded memory) and up to ``jobs`` go in parallel; ``callback``
-    (e.g. ``fsspec.callbacks.TqdmCallback()``) sees the total size and the bytes sent.
+    A file goes to ``url`` itself, or into it when ``url`` is an existing directory or ends
+    with ``/``. A tree's contents go under ``url`` (``src/a/b`` → ``url/a/b``), empty
+    directories included where the store has directories. Files stream through the
+    filesystem's ``put_file`` (bounded memory), up to ``jobs`` at a time; ``callback`` (e.g.
+    ``fsspec.callbacks.TqdmCallback()``) gets the total size, then the bytes as they go.
+    Returns the written paths.
     """
     fs, root = open_url(url, **options)
     lpath = os.fspath(lpath)
-    files, dirs = _local_files(lpath, recursive)
-    if files == [""]:
-        if fs.isdir(root) or url.endswith("/"):
+    if os.path.isdir(lpath):
+        if not recursive:
+            raise IsADirectoryError(f"{lpath} is a directory: pass recursive=True (cp -r)")
+        files, dirs = _local_tree(lpath)
+        for d in dirs:
+            fs.makedirs(posixpath.join(root, d), exist_ok=True)
+        pairs = [(os.path.join(lpath, *f.split("/")), posixpath.join(root, f)) for f in files]
+    else:
+        if not os.path.exists(lpath):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), lpath)
+        if url.endswith("/") or fs.isdir(root):
             root = posixpath.join(root, os.path.basename(lpath))
         pairs = [(lpath, root)]
-    else:
-        pairs = [(os.path.join(lpath, f), posixpath.join(root, *f.split(os.sep))) for f in files]
-        for d in dirs:
-            fs.makedirs(posixpath.join(root, *d.split(os.sep)), exist_ok=True)
     callback.set_size(sum(os.path.getsize(src) for src, _ in pairs))
+    lock = threading.Lock()
 
-    def one(pair: tuple[str, str]) -> None:
+    def one(pair: tuple[str, str]) -> str:
         src, dst = pair
-        fs.put_file(src, dst, callback=_Relay(callback))
+        fs.put_file(src, dst, callback=_Shared(callback, lock))
+        return dst
 
-    _pool(jobs, one, pairs)
-    return [dst for _, dst in pairs]
+    return _pool(jobs, one, pairs)
 
 
 def download(
@@ -108,54 +157,52 @@ def download(
 ) -> list[str]:
     """Decrypt ``url`` (an object or, with ``recursive``, a tree) to local files.
 
-    Each file is written aside and renamed into place once every chunk authenticated.
+    An object goes to ``lpath``, or into it when ``lpath`` is a directory or ends with a
+    separator; a tree's contents go under ``lpath``. Each file is written aside and renamed
+    into place only once every chunk authenticated (no partial or unauthenticated file).
+    Returns the written local paths.
     """
     fs, root = open_url(url, **options)
     lpath = os.fspath(lpath)
     if fs.isdir(root):
         if not recursive:
-            raise IsADirectoryError(f"{url} is a directory: pass recursive=True")
-        found = fs.find(root, withdirs=True, detail=True)
-        pairs = []
+            raise IsADirectoryError(f"{url} is a directory: pass recursive=True (cp -r)")
         os.makedirs(lpath, exist_ok=True)
-        for name, entry in found.items():
+        items = []
+        for name, entry in sorted(fs.find(root, withdirs=True, detail=True).items()):
             rel = posixpath.relpath(name, root)
+            if rel == "." or rel.startswith("../"):
+                continue
             target = os.path.join(lpath, *rel.split("/"))
             if entry["type"] == "directory":
                 os.makedirs(target, exist_ok=True)
             else:
-                pairs.append((name, target, entry.get("size") or 0))
+                items.append((name, target, int(entry.get("size") or 0)))
     else:
         target = lpath
-        if os.path.isdir(lpath):
+        if lpath.endswith((os.sep, "/")) or os.path.isdir(lpath):
+            os.makedirs(lpath, exist_ok=True)
             target = os.path.join(lpath, posixpath.basename(root))
-        pairs = [(root, target, fs.info(root).get("size") or 0)]
-    callback.set_size(sum(size for _, _, size in pairs))
+        items = [(root, target, int(fs.info(root).get("size") or 0))]
+    callback.set_size(sum(size for _, _, size in items))
+    lock = threading.Lock()
 
-    def one(item: tuple[str, str, int]) -> None:
+    def one(item: tuple[str, str, int]) -> str:
         src, dst, _ = item
-        fs.get_file(src, dst, callback=_Relay(callback))
+        fs.get_file(src, dst, callback=_Shared(callback, lock))
+        return dst
 
-    _pool(jobs, one, pairs)
-    return [dst for _, dst, _ in pairs]
-
-
-class _Relay(Callback):
-    """Per-file callback forwarding byte counts to a shared one (ignores per-file sizes)."""
-
-    def __init__(self, parent: Callback) -> None:
-        super().__init__()
-        self.parent = parent
-
-    def set_size(self, size: int | None) -> None:
-        pass
-
-    def relative_update(self, inc: int = 1) -> None:
-        self.parent.relative_update(inc)
+    return _pool(jobs, one, items)
 
 
 def inspect(url: str, **options: Any) -> dict[str, Any]:
-    """The envelope of one object as a plain dict: never key material, no key needed."""
+    """The envelope of one object as a plain dict; no key needed, never key material.
+
+    Keys: ``path``, ``format_version``, ``suite``, ``placement`` (``metadata``/``header``),
+    ``plaintext_size``, ``stored_size``, ``size_field`` (the size recorded at write time, if
+    any), ``context``, ``recipients`` (``provider``, ``key_id``, non-secret ``params``). The
+    wrapped data keys themselves are left out.
+    """
     fs, path = open_url(url, **options)
     loc = fs.envelope(path)
     env = loc.envelope
@@ -178,65 +225,103 @@ def inspect(url: str, **options: Any) -> dict[str, Any]:
 def _objects(fs: EnvstoreFileSystem, path: str, recursive: bool) -> list[str]:
     if fs.isdir(path):
         if not recursive:
-            raise IsADirectoryError(f"{path} is a directory: pass recursive=True")
+            raise IsADirectoryError(f"{path} is a directory: pass recursive=True (-r)")
         return fs.find(path)
     return [path]
 
 
-def verify(url: str, recursive: bool = False, **options: Any) -> list[dict[str, Any]]:
-    """Authenticate every chunk of each object (plaintext is discarded, never written).
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
-    Returns one ``{"path", "ok", "size", "error"}`` per object; errors are reported, not raised.
+
+def verify(
+    url: str, recursive: bool = False, *, jobs: int = 4, **options: Any
+) -> list[dict[str, Any]]:
+    """Authenticate every chunk of each object, final chunk included; plaintext is discarded.
+
+    Returns one ``{"path", "ok", "size", "error"}`` per object, in path order (``size`` is
+    the plaintext size when ``ok``, ``error`` a one-line message otherwise): failures of
+    single objects are reported, not raised. Up to ``jobs`` objects are checked at a time.
     """
     fs, root = open_url(url, **options)
-    results = []
-    for path in _objects(fs, root, recursive):
+
+    def one(path: str) -> dict[str, Any]:
         try:
             reader = fs._reader(path)
-            step = 256 * 16384
-            for pos in range(0, reader.plain_len, step):
-                reader.read(pos, pos + step)
+            for pos in range(0, reader.plain_len, STEP):
+                reader.read(pos, pos + STEP)
             reader.authenticate_end()
         except (EnvstoreError, OSError) as exc:
-            results.append(
-                {"path": path, "ok": False, "size": None, "error": f"{type(exc).__name__}: {exc}"}
-            )
-        else:
-            results.append({"path": path, "ok": True, "size": reader.plain_len, "error": None})
-    return results
+            return {"path": path, "ok": False, "size": None, "error": _describe(exc)}
+        return {"path": path, "ok": True, "size": reader.plain_len, "error": None}
+
+    return _pool(jobs, one, _objects(fs, root, recursive))
+
+
+def _ident(wrapped: WrappedKey) -> tuple[str, str]:
+    return wrapped.provider, wrapped.key_id
+
+
+def _with_path(exc: EnvstoreError, path: str) -> EnvstoreError:
+    if path in str(exc):
+        return exc
+    return type(exc)(f"{path}: {exc}")
 
 
 def rewrap(
     url: str,
-    new_key_uri: str | Sequence[str],
+    new_key_uri: str | Iterable[str],
     recursive: bool = False,
     *,
     replace: bool = True,
     **options: Any,
-) -> list[str]:
-    """Re-wrap each object's data key for ``new_key_uri`` without re-encrypting its data.
+) -> list[dict[str, Any]]:
+    """Wrap each object's data key for ``new_key_uri`` without re-encrypting its data.
 
-    ``options`` (``key_uri``/``decrypt_key_uris``) open the current envelope. With
-    ``replace`` the new recipients replace the old ones (old keys no longer open the object);
-    otherwise they are added. The body bytes never change: on S3/OSS only metadata is
-    rewritten; with header placement the header is rewritten atomically. Each object is
-    switched in one step, so an interrupted rewrap leaves every object readable with the old
-    or the new key.
+    ``options`` (``key_uri``/``decrypt_key_uris``/``kms_options``) open the current envelope;
+    the new providers' ``wrap`` makes the new recipients. With ``replace`` they replace the
+    old ones (old keys no longer open the object); otherwise they are added (recipients
+    already present are not added twice). The body bytes never change: on S3/OSS only the
+    metadata is rewritten, with header placement the header is rewritten atomically. Each
+    object switches in one step, and objects the new keys already open are rewrapped from
+    them, so an interrupted rewrap can simply be run again.
+
+    Returns one ``{"path", "changed"}`` per object (``changed`` is False where the envelope
+    already held exactly the wanted recipients). Stops at the first object that fails.
     """
     new = [new_key_uri] if isinstance(new_key_uri, str) else list(new_key_uri)
     if not new:
         raise ConfigError("rewrap needs at least one new key URI")
     fs, root = open_url(url, **options)
-    done = []
+    fallback = KeyRing([], new, fs.kms_options)  # opens objects an earlier run already did
+    results = []
     for path in _objects(fs, root, recursive):
-        loc = fs.envelope(path)
-        env = loc.envelope
-        key = fs.ring.open_data_key(env.recipients, env.context)
         try:
-            wrapped = [fs.ring.provider(uri).wrap(key, env.context) for uri in new]
-        finally:
-            key[:] = bytes(len(key))
-        recipients = wrapped if replace else [*env.recipients, *wrapped]
-        fs.set_recipients(path, recipients)
-        done.append(path)
-    return done
+            loc = fs.envelope(path)
+            env = loc.envelope
+            try:
+                key = fs.ring.open_data_key(env.recipients, env.context)
+            except KeyAccessError as first:
+                try:
+                    key = fallback.open_data_key(env.recipients, env.context)
+                except EnvstoreError:
+                    raise first from None
+            try:
+                wrapped = [fs.ring.provider(uri).wrap(key, env.context) for uri in new]
+            finally:
+                key[:] = bytes(len(key))
+            if replace:
+                recipients = wrapped
+                unchanged = sorted(map(_ident, env.recipients)) == sorted(map(_ident, wrapped))
+            else:
+                have = {_ident(r) for r in env.recipients}
+                extra = [w for w in wrapped if _ident(w) not in have]
+                recipients = [*env.recipients, *extra]
+                unchanged = not extra
+            if not unchanged:
+                fs.set_recipients(path, recipients)
+        except EnvstoreError as exc:
+            raise _with_path(exc, path) from exc
+        results.append({"path": path, "changed": not unchanged})
+    return results

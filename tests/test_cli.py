@@ -1,156 +1,333 @@
-"""The envstore CLI through click's runner and one real subprocess of the console script."""
+"""The envstore CLI through click's runner, and real subprocesses of the console script."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
+import envstore
 from envstore.cli import main
 from envstore.keys.local import default_key_path, keygen
+from envstore.transfer import open_url
 
 
-def run(*args: str, code: int = 0):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == code, (
-        result.output,
-        result.stderr if hasattr(result, "stderr") else "",
-    )
+def run(*args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
+    result = CliRunner(env=env).invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == code, (args, result.stdout, result.stderr)
     return result
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    files = {"a.bin": os.urandom(40_000), "e": b"", "d1/d2/c.txt": b"hello\n", "d1/empty": b""}
+def one_error_line(result: Result) -> str:
+    """The single ``envstore: error: ...`` line of a failed command (no traceback)."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("envstore: error: "), result.stderr
+    return lines[0]
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "a.bin": os.urandom(40_000),
+        "e": b"",
+        "d1/d2/c.txt": b"hello\n",
+        "d1/empty": b"",
+        "d1/d2/d3/big.bin": os.urandom(3 * 16384 + 5),
+    }
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
+    (root / "d1" / "empty-dir").mkdir()
     return files
 
 
-def test_keygen_default_and_refusal(tmp_path: Path) -> None:
+def secrets_of(key_path: Path, url: str, key_uri: str) -> list[str]:
+    """Text forms of the master key and of the object's data key that must never show up."""
+    line = key_path.read_text().strip()
+    master = base64.b64decode(line)
+    fs, path = open_url(url, key_uri=key_uri, skip_instance_cache=True)
+    env = fs.envelope(path).envelope
+    data_key = bytes(fs.ring.open_data_key(env.recipients, env.context))
+    forms = [line]
+    for raw in (master, data_key):
+        forms += [
+            raw.hex(),
+            base64.b64encode(raw).decode().rstrip("="),
+            base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        ]
+    return forms
+
+
+def test_keygen_default_path_mode_and_refusal(tmp_path: Path) -> None:
     out = run("keygen")
-    assert str(default_key_path()) in out.output
+    assert str(default_key_path()) in out.stdout
     assert stat.S_IMODE(default_key_path().stat().st_mode) == 0o600
     path = tmp_path / "k.key"
     run("keygen", str(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     before = path.read_bytes()
-    res = run("keygen", str(path), code=1)
-    assert "refusing to overwrite" in res.output and res.output.count("\n") == 1
+    refused = run("keygen", str(path), code=1)
+    assert "refusing to overwrite" in one_error_line(refused)
     assert path.read_bytes() == before
 
 
-def test_cp_recursive_both_ways_ls_inspect(
-    tmp_path: Path, key_uri: str, key_path: Path, memroot: str
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_cp_tree_round_trip(
+    tmp_path: Path, key_uri: str, key_path: Path, memroot: str, scheme: str
 ) -> None:
-    files = tree(tmp_path / "src")
-    for remote in (f"envstore::file://{tmp_path}/remote", f"envstore::memory://{memroot}/r"):
-        run("cp", "-r", "--jobs", "2", "--key-uri", key_uri, str(tmp_path / "src"), remote)
-        back = tmp_path / f"back-{abs(hash(remote))}"
-        run("cp", "-r", "--key-uri", key_uri, remote, str(back))
-        for rel, data in files.items():
-            assert (back / rel).read_bytes() == data
-    listing = json.loads(run("ls", "--json", f"envstore::file://{tmp_path}/remote").output)
+    files = make_tree(tmp_path / "src")
+    remote = (
+        f"envstore::file://{tmp_path}/remote"
+        if scheme == "file"
+        else f"envstore::memory://{memroot}/remote"
+    )
+    up = run("cp", "-r", "--jobs", "3", "--key-uri", key_uri, str(tmp_path / "src"), remote)
+    assert up.stdout == "" and up.stderr == ""  # quiet when not on a terminal
+    back = tmp_path / "back"
+    run("cp", "-r", "--key-uri", key_uri, remote, str(back))
+    got = {p.relative_to(back).as_posix(): p.read_bytes() for p in back.rglob("*") if p.is_file()}
+    assert got == files
+    if scheme == "file":
+        assert (back / "d1" / "empty-dir").is_dir()
+        for path in (tmp_path / "remote").rglob("*"):
+            if path.is_file():
+                assert path.read_bytes().startswith(envstore.format.MAGIC)
+
+    listing = json.loads(run("ls", "--json", remote).stdout)
     sizes = {Path(e["name"]).name: e["size"] for e in listing if e["type"] == "file"}
     assert sizes == {"a.bin": 40_000, "e": 0}
-    assert all(e["encrypted"] for e in listing if e["type"] == "file")
-    long = run("ls", "-l", f"envstore::file://{tmp_path}/remote").output
-    assert "encrypted" in long and "40000" in long
-    info = json.loads(run("inspect", "--json", f"envstore::file://{tmp_path}/remote/a.bin").output)
-    assert info["plaintext_size"] == 40_000 and info["recipients"][0]["provider"] == "local"
-    secret = key_path.read_text().strip()
-    master = base64.b64decode(secret)
-    for text in (json.dumps(listing), json.dumps(info), long):
-        assert secret not in text and master.hex() not in text
+    assert all(
+        e["encrypted"] and e["stored_size"] > e["size"] for e in listing if e["type"] == "file"
+    )
+    long = run("ls", "-l", remote).stdout
+    assert "encrypted" in long and " 40000 " in long and "dir" in long
+    deep = json.loads(run("ls", "--json", f"{remote}/d1/d2/d3").stdout)
+    assert [e["size"] for e in deep] == [3 * 16384 + 5]
+    info = json.loads(run("inspect", "--json", f"{remote}/a.bin").stdout)
+    assert info["plaintext_size"] == 40_000 and info["format_version"] == 1
+    assert info["recipients"][0]["provider"] == "local" and info["recipients"][0]["key_id"]
+    text = run("inspect", f"{remote}/a.bin").stdout
+    for output in (json.dumps(listing), json.dumps(info), long, text):
+        for secret in secrets_of(key_path, f"{remote}/a.bin", key_uri):
+            assert secret not in output
 
 
 def test_cat_verify_and_errors(tmp_path: Path, key_uri: str, other_key_uri: str) -> None:
     (tmp_path / "in.txt").write_bytes(b"line one\nline two\n")
-    url = f"envstore::file://{tmp_path}/store/in.txt"
-    run("cp", "--key-uri", key_uri, str(tmp_path / "in.txt"), url)
-    assert run("cat", "--key-uri", key_uri, url).output == "line one\nline two\n"
-    bad_key = run("cat", "--key-uri", other_key_uri, url, code=1)
+    store = f"envstore::file://{tmp_path}/store"
+    run("cp", "--key-uri", key_uri, str(tmp_path / "in.txt"), f"{store}/in.txt")
+    (tmp_path / "x").write_bytes(os.urandom(70_000))
+    run("cp", "--key-uri", key_uri, str(tmp_path / "x"), f"{store}/x")
+    assert run("cat", "--key-uri", key_uri, f"{store}/in.txt").stdout == "line one\nline two\n"
     assert (
-        bad_key.output.startswith("envstore: error: KeyAccessError")
-        and bad_key.output.count("\n") == 1
+        run("cat", "--key-uri", key_uri, f"{store}/x").stdout_bytes == (tmp_path / "x").read_bytes()
     )
+
+    bad_key = run("cat", "--key-uri", other_key_uri, f"{store}/in.txt", code=1)
+    assert one_error_line(bad_key).startswith("envstore: error: KeyAccessError: ")
+    assert bad_key.stdout == ""
     (tmp_path / "store" / "plain.csv").write_bytes(b"a,b\n")
-    plain = run("cat", "--key-uri", key_uri, f"envstore::file://{tmp_path}/store/plain.csv", code=1)
-    assert "NotEncryptedError" in plain.output and "not envstore-encrypted" in plain.output
-    missing = run("cat", "--key-uri", key_uri, f"envstore::file://{tmp_path}/store/nope", code=1)
-    assert "FileNotFoundError" in missing.output
+    plain = run("cat", "--key-uri", key_uri, f"{store}/plain.csv", code=1)
+    assert "NotEncryptedError" in one_error_line(plain)
+    assert "not envstore-encrypted" in one_error_line(plain) and plain.stdout == ""
+    missing = run("cat", "--key-uri", key_uri, f"{store}/nope", code=1)
+    assert "FileNotFoundError" in one_error_line(missing) and "nope" in missing.stderr
     (tmp_path / "store" / "plain.csv").unlink()
-    assert (
-        "ok"
-        in run("verify", "-r", "--key-uri", key_uri, f"envstore::file://{tmp_path}/store").output
-    )
-    victim = tmp_path / "store" / "in.txt"
+
+    ok = run("verify", "-r", "--key-uri", key_uri, store)
+    assert ok.stdout.count("ok ") == 2
+    victim = tmp_path / "store" / "x"
     raw = bytearray(victim.read_bytes())
-    raw[-5] ^= 0x10
+    raw[len(raw) // 2] ^= 0x10  # one flipped bit in a middle chunk
     victim.write_bytes(bytes(raw))
-    res = run("verify", "-r", "--key-uri", key_uri, f"envstore::file://{tmp_path}/store", code=1)
-    assert "FAIL" in res.output and "in.txt" in res.output
+    res = run("verify", "-r", "--key-uri", key_uri, store, code=1)
+    assert f"FAIL  {tmp_path}/store/x: IntegrityError" in res.stdout
+    assert f"ok    {tmp_path}/store/in.txt" in res.stdout
+    assert "1 of 2 object(s) failed" in one_error_line(res) and "/store/x" in res.stderr
+    single = run("verify", "--key-uri", key_uri, f"{store}/x", code=1)
+    assert "FAIL" in single.stdout
 
 
-def test_rewrap_cli(tmp_path: Path, key_uri: str) -> None:
+def test_bad_key_configurations_are_one_line(tmp_path: Path, key_uri: str) -> None:
+    (tmp_path / "f").write_bytes(b"data")
+    url = f"envstore::file://{tmp_path}/s/f"
+    run("cp", "--key-uri", key_uri, str(tmp_path / "f"), url)
+    for bad in ("local:///nonexistent.key", "local://relative", "nosuch://x", "env://UNSET_VAR"):
+        res = run("cat", "--key-uri", bad, url, code=1)
+        assert "ConfigError" in one_error_line(res)
+    no_key = run("cat", url, code=1)  # nothing configured, no default key
+    assert "envstore keygen" in one_error_line(no_key)
+
+
+def test_rewrap_replace_add_and_rerun(tmp_path: Path, key_uri: str) -> None:
     new = f"local://{keygen(tmp_path / 'new.key')}"
-    (tmp_path / "x").write_bytes(b"data")
+    data = os.urandom(50_000)
+    (tmp_path / "x").write_bytes(data)
     url = f"envstore::file://{tmp_path}/s/x"
     run("cp", "--key-uri", key_uri, str(tmp_path / "x"), url)
-    run("rewrap", "--key-uri", key_uri, "--to", new, url)
-    run("cat", "--key-uri", key_uri, url, code=1)
-    assert run("cat", "--key-uri", new, url).output == "data"
+    body = (tmp_path / "s" / "x").read_bytes()[-50_000:]
+    out = run("rewrap", "--key-uri", key_uri, "--to", new, url).stdout
+    assert out == f"rewrapped  {tmp_path}/s/x\n"
+    assert (tmp_path / "s" / "x").read_bytes()[-50_000:] == body  # body bytes unchanged
+    assert "KeyAccessError" in one_error_line(run("cat", "--key-uri", key_uri, url, code=1))
+    assert run("cat", "--key-uri", new, url).stdout_bytes == data
+    again = run("rewrap", "--key-uri", key_uri, "--to", new, url).stdout  # a re-run is a no-op
+    assert again.startswith("unchanged")
     run("rewrap", "--key-uri", new, "--to", key_uri, "--add", url)
-    assert run("cat", "--key-uri", key_uri, url).output == "data"
+    run("rewrap", "--key-uri", new, "--to", key_uri, "--add", url)  # not added twice
+    assert len(json.loads(run("inspect", "--json", url).stdout)["recipients"]) == 2
+    for uri in (key_uri, new):
+        assert run("cat", "--key-uri", uri, url).stdout_bytes == data
 
 
-def test_usage_errors_exit_2(tmp_path: Path) -> None:
-    assert CliRunner().invoke(main, ["cp", str(tmp_path), str(tmp_path)]).exit_code == 2
-    assert CliRunner().invoke(main, ["nosuchcommand"]).exit_code == 2
-    assert CliRunner().invoke(main, ["cat", "-o", "novalue", "envstore::memory://x"]).exit_code == 2
+def test_usage_errors_exit_2(tmp_path: Path, key_uri: str) -> None:
+    runner = CliRunner()
+    url = "envstore::memory://x"
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for args in (
+        ["cp", str(tmp_path), str(tmp_path)],
+        ["cp", url, url],
+        ["cp", "s3://bucket/key", url],
+        ["cp", "--jobs", "0", str(tmp_path), url],
+        ["nosuchcommand"],
+        ["cat"],
+        ["cat", "-o", "novalue", url],
+        ["cat", "-o", "=x", url],
+        ["cat", "--context", "novalue", url],
+        ["cat", "--options-file", str(tmp_path / "bad.json"), url],
+        ["cat", "--options-file", str(tmp_path / "list.json"), url],
+        ["cat", "--options-file", str(tmp_path / "missing.json"), url],
+        ["rewrap", url],
+    ):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
 
 
-def test_storage_options_nesting(tmp_path: Path, key_uri: str) -> None:
+def test_storage_options_files_nesting_and_global_flags(tmp_path: Path, key_uri: str) -> None:
     (tmp_path / "f").write_bytes(b"nested")
     opts = tmp_path / "opts.json"
-    opts.write_text(json.dumps({"key_uri": key_uri, "file": {"auto_mkdir": True}}))
+    opts.write_text(json.dumps({"key_uri": key_uri, "context": {"team": "a"}}))
     url = f"envstore::file://{tmp_path}/deep/er/f"
-    run("cp", "--options-file", str(opts), str(tmp_path / "f"), url)
-    assert run("cat", "-o", f"key_uri={key_uri}", url).output == "nested"
+    run("cp", "--options-file", str(opts), "--context", "run=7", str(tmp_path / "f"), url)
+    assert json.loads(run("inspect", "--json", url).stdout)["context"] == {"team": "a", "run": "7"}
+    assert run("cat", "-o", f"key_uri={key_uri}", url).stdout == "nested"
+    assert run("--key-uri", key_uri, "cat", url).stdout == "nested"  # global form
+    toml = tmp_path / "opts.toml"
+    toml.write_text(f'key_uri = "{key_uri}"\n[file]\nauto_mkdir = true\n')
+    assert run("cat", "--options-file", str(toml), url).stdout == "nested"
+    assert run("cat", "-o", "file.auto_mkdir=true", "--key-uri", key_uri, url).stdout == "nested"
     res = run("cat", "--key-uri", key_uri, "-o", "endpoint_url=http://x", url, code=1)
-    assert "ConfigError" in res.output
+    assert "ConfigError" in one_error_line(res) and '"file": {' in res.stderr
+    # command flags win over global ones
+    assert run("--key-uri", "local:///nope.key", "cat", "--key-uri", key_uri, url).stdout == (
+        "nested"
+    )
+
+
+def test_fsspec_config_from_the_environment(tmp_path: Path, key_uri: str) -> None:
+    (tmp_path / "f").write_bytes(b"from env")
+    url = f"envstore::file://{tmp_path}/s/f"
+    run("cp", str(tmp_path / "f"), url, env={"FSSPEC_ENVSTORE_KEY_URI": key_uri})
+    assert run("cat", url, env={"FSSPEC_ENVSTORE_KEY_URI": key_uri}).stdout == "from env"
+
+
+def test_progress_bar_and_summary_on_request(tmp_path: Path, key_uri: str) -> None:
+    (tmp_path / "f").write_bytes(os.urandom(100_000))
+    res = run(
+        "cp", "--progress", "--key-uri", key_uri, str(tmp_path / "f"), "envstore::memory://p/f"
+    )
+    assert "copied 1 file(s)" in res.stderr and "encrypt" in res.stderr and res.stdout == ""
+
+
+def test_unexpected_errors_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(url: str, **options: object) -> dict:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("envstore.transfer.inspect", boom)
+    res = run("inspect", "envstore::memory://x", code=1)
+    assert one_error_line(res) == (
+        "envstore: error: RuntimeError: boom second line (--debug shows the traceback)"
+    )
+    debug = run("--debug", "inspect", "envstore::memory://x", code=1)
+    assert "Traceback" in debug.stderr and debug.stderr.endswith("boom second line\n")
+
+
+def test_demo_without_pandas_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    res = run("demo", code=1)
+    assert "pyarrow" in one_error_line(res) and "envstore[demo]" in res.stderr
+
+
+def test_demo_keep_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "file").write_text("x")
+    assert "not empty" in one_error_line(run("demo", "--keep", str(tmp_path / "used"), code=1))
+
+
+def _script() -> list[str]:
+    """The installed console script when it runs this checkout, else ``python -m``."""
+    exe = shutil.which("envstore")
+    if exe:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import envstore, sys; sys.stdout.write(envstore.__file__)"],
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
+        if Path(probe.stdout).resolve().parent == Path(envstore.__file__).resolve().parent:
+            return [exe]
+    return [sys.executable, "-m", "envstore.cli"]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FSSPEC_ENVSTORE")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    repo = str(Path(envstore.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+    return env
 
 
 def test_console_script_demo(tmp_path: Path) -> None:
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     proc = subprocess.run(
-        [sys.executable, "-m", "envstore.cli", "demo", "--keep", str(tmp_path / "demo")],
+        [*_script(), "demo", "--keep", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "ciphertext" in proc.stdout and "equal" in proc.stdout
-    assert not (tmp_path / "xdg" / "envstore").exists()  # the user's default key untouched
-    raw = (tmp_path / "demo" / "store" / "sales.parquet").read_bytes()
-    assert b"PAR1" not in raw
-
-
-@pytest.mark.parametrize("flag", ["--debug"])
-def test_debug_shows_traceback(tmp_path: Path, flag: str) -> None:
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "envstore.cli", flag, "cat", f"envstore::file://{tmp_path}/none"],
-        capture_output=True,
-        text=True,
-        env=env,
+        env=_env(tmp_path),
         timeout=60,
     )
+    assert proc.returncode == 0, proc.stderr
+    assert "ciphertext" in proc.stdout and "equal to the original" in proc.stdout
+    assert not (tmp_path / "xdg" / "envstore").exists()  # the user's default key untouched
+    raw = (tmp_path / "demo" / "store" / "sales.parquet").read_bytes()
+    assert raw.startswith(envstore.format.MAGIC) and b"PAR1" not in raw
+    assert b"customer-0" not in (tmp_path / "demo" / "store" / "sales.csv").read_bytes()
+    key_line = (tmp_path / "demo" / "master.key").read_text().strip()
+    assert key_line not in proc.stdout
+
+
+def test_console_script_errors_and_debug(tmp_path: Path, key_uri: str) -> None:
+    (tmp_path / "plain.txt").write_text("not encrypted")
+    url = f"envstore::file://{tmp_path}/plain.txt"
+    args = [*_script(), "cat", "--key-uri", key_uri, url]
+    proc = subprocess.run(args, capture_output=True, text=True, env=_env(tmp_path), timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"envstore: error: NotEncryptedError: {tmp_path}/plain.txt is not envstore-encrypted "
+        "(no envelope)"
+    ]
+    args.insert(len(_script()), "--debug")
+    proc = subprocess.run(args, capture_output=True, text=True, env=_env(tmp_path), timeout=60)
     assert proc.returncode == 1 and "Traceback" in proc.stderr
+    usage = subprocess.run(
+        [*_script(), "cp", "a", "b"], capture_output=True, text=True, env=_env(tmp_path)
+    )
+    assert usage.returncode == 2 and "Usage:" in usage.stderr

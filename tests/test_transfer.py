@@ -83,15 +83,39 @@ def test_single_files_and_errors(tmp_path: Path, key_uri: str) -> None:
         envstore.upload(f, f"file://{tmp_path}/x", key_uri=key_uri)
 
 
-def test_inspect_has_no_secrets(tmp_path: Path, key_path: Path, key_uri: str) -> None:
-    url = f"envstore::file://{tmp_path}/o"
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_inspect_has_no_secrets(
+    tmp_path: Path, key_path: Path, key_uri: str, memroot: str, scheme: str
+) -> None:
+    url = (
+        f"envstore::file://{tmp_path}/o" if scheme == "file" else f"envstore::memory://{memroot}/o"
+    )
     envstore.upload(_file(tmp_path, b"abc"), url, key_uri=key_uri, context={"team": "x"})
     info = envstore.inspect(url)  # no key needed
+    assert set(info) == {
+        "path",
+        "format_version",
+        "suite",
+        "placement",
+        "plaintext_size",
+        "stored_size",
+        "size_field",
+        "context",
+        "recipients",
+    }
     assert info["plaintext_size"] == 3 and info["placement"] == "header"
+    assert info["stored_size"] > 3 and info["format_version"] == 1
     assert info["context"] == {"team": "x"} and info["recipients"][0]["provider"] == "local"
     text = repr(info)
     master = base64.b64decode(key_path.read_bytes())
-    assert key_path.read_text().strip() not in text and master.hex() not in text
+    fs, path = envstore.transfer.open_url(url, key_uri=key_uri)
+    env = fs.envelope(path).envelope
+    data_key = bytes(fs.ring.open_data_key(env.recipients, env.context))
+    for raw in (master, data_key):
+        for form in (raw.hex(), base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw)):
+            assert str(form).strip("=b'") not in text
+    assert key_path.read_text().strip() not in text
+    assert all(r.blob.hex() not in text for r in env.recipients)  # not even the wrapped keys
 
 
 def test_verify_reports_each_object(tmp_path: Path, key_uri: str) -> None:
@@ -117,7 +141,7 @@ def test_rewrap_replace_and_add(tmp_path: Path, key_uri: str, memroot: str) -> N
         envstore.upload(_file(tmp_path, os.urandom(50_000)), url, key_uri=key_uri)
         fs, path = envstore.transfer.open_url(url, key_uri=key_uri)
         body_before = fs.fs.cat_file(path)[-50_000:]
-        envstore.rewrap(url, new_uri, key_uri=key_uri)
+        assert envstore.rewrap(url, new_uri, key_uri=key_uri) == [{"path": path, "changed": True}]
         fs, path = envstore.transfer.open_url(url, key_uri=key_uri)
         fs.invalidate_cache()
         assert fs.fs.cat_file(path)[-50_000:] == body_before  # body untouched
@@ -126,6 +150,8 @@ def test_rewrap_replace_and_add(tmp_path: Path, key_uri: str, memroot: str) -> N
         new_fs, _ = envstore.transfer.open_url(url, key_uri=new_uri)
         data = new_fs.cat_file(path)
         envstore.rewrap(url, key_uri, replace=False, key_uri=new_uri)
+        again = envstore.rewrap(url, [key_uri, new_uri], replace=False, key_uri=new_uri)
+        assert again == [{"path": path, "changed": False}]  # nothing added twice
         for uri in (key_uri, new_uri):
             f2, _ = envstore.transfer.open_url(url, key_uri=uri, skip_instance_cache=True)
             assert f2.cat_file(path) == data
@@ -205,3 +231,115 @@ def test_interrupted_rewrap_leaves_every_object_readable(
                 pass
     assert opened == {"old": 3, "new": 3}
     assert [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".envstore-part-")] == []
+
+
+def test_rerunning_an_interrupted_rewrap_completes_it(
+    tmp_path: Path, key_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envstore.fs import EnvstoreFileSystem
+
+    new_uri = f"local://{keygen(tmp_path / 'new.key')}"
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}").write_bytes(os.urandom(1000 + i))
+    url = f"envstore::file://{tmp_path}/store"
+    envstore.upload(src, url, recursive=True, key_uri=key_uri)
+    original = EnvstoreFileSystem.set_recipients
+    calls = {"n": 0}
+
+    def flaky(self, path, recipients):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("connection reset")
+        return original(self, path, recipients)
+
+    monkeypatch.setattr(EnvstoreFileSystem, "set_recipients", flaky)
+    with pytest.raises(OSError):
+        envstore.rewrap(url, new_uri, recursive=True, key_uri=key_uri)
+    monkeypatch.undo()
+    # the same call again: done objects open with the new key and are left as they are
+    results = envstore.rewrap(url, new_uri, recursive=True, key_uri=key_uri)
+    assert [r["changed"] for r in results] == [False, False, True, True]
+    for i in range(4):
+        fs, path = envstore.transfer.open_url(
+            f"{url}/f{i}", key_uri=new_uri, skip_instance_cache=True
+        )
+        assert fs.cat_file(path) == (src / f"f{i}").read_bytes()
+        assert len(envstore.inspect(f"{url}/f{i}")["recipients"]) == 1
+
+
+def test_rewrap_error_names_the_object(tmp_path: Path, key_uri: str, other_key_uri: str) -> None:
+    url = f"envstore::file://{tmp_path}/o"
+    envstore.upload(_file(tmp_path, b"x"), url, key_uri=key_uri)
+    new_uri = f"local://{keygen(tmp_path / 'third.key')}"
+    with pytest.raises(KeyAccessError, match=f"^{tmp_path}/o: "):
+        envstore.rewrap(url, new_uri, key_uri=other_key_uri)
+    with pytest.raises(envstore.ConfigError):
+        envstore.rewrap(url, [], key_uri=key_uri)
+
+
+def test_single_file_targets(tmp_path: Path, key_uri: str, memroot: str) -> None:
+    f = _file(tmp_path, b"payload")
+    envstore.upload(f, f"envstore::memory://{memroot}/dir/", key_uri=key_uri)  # trailing slash
+    envstore.upload(f, f"envstore::memory://{memroot}/dir", key_uri=key_uri)  # existing dir
+    envstore.upload(f, f"envstore::memory://{memroot}/dir/renamed", key_uri=key_uri)
+    fs, _ = envstore.transfer.open_url(f"envstore::memory://{memroot}", key_uri=key_uri)
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{memroot}/dir")) == sorted(
+        [f.name, "renamed"]
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    written = envstore.download(f"envstore::memory://{memroot}/dir/renamed", out, key_uri=key_uri)
+    assert written == [str(out / "renamed")] and (out / "renamed").read_bytes() == b"payload"
+    envstore.download(
+        f"envstore::memory://{memroot}/dir/renamed", f"{tmp_path}/new/", key_uri=key_uri
+    )
+    assert (tmp_path / "new" / "renamed").read_bytes() == b"payload"
+    with pytest.raises(FileNotFoundError):
+        envstore.upload(tmp_path / "missing", f"envstore::memory://{memroot}/m", key_uri=key_uri)
+    with pytest.raises(FileNotFoundError):
+        envstore.download(f"envstore::memory://{memroot}/missing", out / "m", key_uri=key_uri)
+    with pytest.raises(IsADirectoryError):
+        envstore.download(f"envstore::memory://{memroot}/dir", out / "d", key_uri=key_uri)
+
+
+def test_many_files_in_parallel_count_every_byte(tmp_path: Path, key_uri: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    sizes = [0, 1, 16383, 16384, 16385, *range(100, 4100, 100), 3 << 20]
+    for i, size in enumerate(sizes):
+        (src / f"f{i:03d}").write_bytes(os.urandom(size))
+    url = f"envstore::file://{tmp_path}/store"
+    up = Counter()
+    envstore.upload(src, url, recursive=True, key_uri=key_uri, callback=up, jobs=8)
+    assert up.sizes == [sum(sizes)] and up.bytes == sum(sizes)
+    down = Counter()
+    envstore.download(
+        url, tmp_path / "back", recursive=True, key_uri=key_uri, callback=down, jobs=8
+    )
+    assert down.bytes == sum(sizes)
+    for i in range(len(sizes)):
+        assert (tmp_path / "back" / f"f{i:03d}").read_bytes() == (src / f"f{i:03d}").read_bytes()
+    results = envstore.verify(url, recursive=True, key_uri=key_uri, jobs=8)
+    assert [r["size"] for r in results] == sizes and all(r["ok"] for r in results)
+    assert [Path(r["path"]).name for r in results] == sorted(p.name for p in src.iterdir())
+
+
+def test_pool_raises_the_first_error_and_stops(tmp_path: Path) -> None:
+    from envstore.transfer import _pool
+
+    started: list[int] = []
+
+    def work(i: int) -> int:
+        started.append(i)
+        if i == 1:
+            raise ValueError("item 1")
+        return i * 2
+
+    assert _pool(3, lambda i: i * 2, list(range(10))) == [i * 2 for i in range(10)]
+    with pytest.raises(ValueError, match="item 1"):
+        _pool(1, work, list(range(100)))
+    assert started == [0, 1]
+    with pytest.raises(envstore.ConfigError):
+        _pool(0, work, [1])
