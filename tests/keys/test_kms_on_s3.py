@@ -7,7 +7,6 @@ import os
 import uuid
 from typing import Any
 
-import boto3
 import fsspec
 import pytest
 
@@ -15,6 +14,7 @@ import envstore
 from envstore import KeyAccessError
 from envstore.fs import EnvstoreFileSystem
 
+boto3 = pytest.importorskip("boto3")
 pytest.importorskip("s3fs")
 
 
