@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,50 @@ def test_console_script_errors_and_debug(tmp_path: Path, key_uri: str) -> None:
         [*_script(), "cp", "a", "b"], capture_output=True, text=True, env=_env(tmp_path)
     )
     assert usage.returncode == 2 and "Usage:" in usage.stderr
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 with a bucket ``cli``; yields its endpoint URL."""
+    pytest.importorskip("s3fs")
+    boto3 = pytest.importorskip("boto3")
+    server_mod = pytest.importorskip("moto.server")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    try:
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="cli")
+        yield url
+    finally:
+        server.stop()
+
+
+def test_cp_tree_round_trip_on_s3(
+    tmp_path: Path, key_uri: str, moto_s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    files = make_tree(tmp_path / "src")
+    prefix = f"envstore::s3://cli/{tmp_path.name}"
+    so = ["--key-uri", key_uri, "-o", f"s3.endpoint_url={moto_s3}"]
+    so += ["-o", "s3.key=k", "-o", "s3.secret=s", "-o", "s3.skip_instance_cache=true"]
+    run("cp", "-r", *so, str(tmp_path / "src"), prefix)
+    run("cp", "-r", *so, prefix, str(tmp_path / "back"))
+    back = tmp_path / "back"
+    got = {p.relative_to(back).as_posix(): p.read_bytes() for p in back.rglob("*") if p.is_file()}
+    assert got == files
+    listing = json.loads(run("ls", "--json", *so, f"{prefix}/d1").stdout)
+    assert {Path(e["name"]).name: e.get("size") for e in listing if e["type"] == "file"} == {
+        "empty": 0
+    }
+    info = json.loads(run("inspect", "--json", *so, f"{prefix}/a.bin").stdout)
+    assert info["placement"] == "metadata" and info["plaintext_size"] == 40_000
+    assert run("verify", "-r", *so, prefix).stdout.count("ok ") == len(files)
