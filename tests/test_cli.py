@@ -263,6 +263,8 @@ def test_unexpected_errors_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_demo_without_pandas_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pandas")  # imported for real first: nothing caches a missing pyarrow
+    pytest.importorskip("pyarrow")
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     res = run("demo", code=1)
     assert "pyarrow" in one_error_line(res) and "envstore[demo]" in res.stderr
