@@ -1,0 +1,259 @@
+"""envstore over OSS against plain oss2, on the OSS-compatible test server started by this script.
+
+    python benchmarks/bench_oss.py [--mib 256] [--repeat 5]
+
+The server (``tests/servers/oss_compat.py``: V1 signatures, MD5 and CRC64 of every upload,
+CRC64 on every download) runs in its own process, so its CPU does not share the client's GIL;
+the script asks it for its request log over a pipe.  Plain oss2 runs with its defaults (CRC64
+computed on uploads and downloads, compared on uploads); envstore sends Content-MD5 instead,
+which the server verifies, and reads bodies in one piece (see ``envstore/stores/oss.py``).
+Figures (best of ``--repeat``, runs interleaved):
+
+* put / get throughput of a ``--mib`` object: plain oss2 ``bucket.put_object`` /
+  ``bucket.get_object().read()`` against envstore ``pipe_file`` and ``open("wb")`` in 4 MiB
+  writes, ``cat_file`` and ``open("rb")`` in 4 MiB reads; ratio = plain time / envstore time;
+  for reference also plain oss2 with ``enable_crc=False`` against envstore ``pipe_file`` /
+  ``cat_file``;
+* a 1 MiB range from the middle of that object, from a fresh filesystem: requests and response
+  body bytes counted at the server (and every ranged GET's ``x-oss-range-behavior``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+MiB = 1 << 20
+BUCKET = "envstore-bench"
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def serve(conn: Connection, root: str) -> None:
+    """The server process: start the OSS test server, answer "log" / "clear" / "stop"."""
+    sys.path.insert(0, root)
+    from tests.servers.oss_compat import OssServer
+
+    server = OssServer().start()
+    server.create_bucket(BUCKET)
+    conn.send((server.endpoint, server.access_key_id, server.access_key_secret))
+    while True:
+        cmd = conn.recv()
+        if cmd == "clear":
+            server.clear_log()
+            conn.send(None)
+        elif cmd == "log":
+            conn.send(
+                [(e.op, e.range, dict(e.headers), e.status, e.sent) for e in list(server.log)]
+            )
+        else:
+            break
+    server.stop()
+    conn.send(None)
+
+
+class Server:
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=serve, args=(child, ROOT), daemon=True)
+        self.proc.start()
+        if not self.conn.poll(60):
+            self.proc.kill()
+            raise RuntimeError("OSS test server did not start")
+        self.endpoint, self.key, self.secret = self.conn.recv()
+
+    def clear(self) -> None:
+        self.conn.send("clear")
+        self.conn.recv()
+
+    def log(self) -> list[tuple[str, str | None, dict[str, str], int, int]]:
+        self.conn.send("log")
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send("stop")
+            self.conn.poll(10) and self.conn.recv()
+        finally:
+            self.proc.join(10)
+            if self.proc.is_alive():
+                self.proc.kill()
+
+
+def best(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: min(v) for k, v in times.items()}
+
+
+def clients(server: Server, key_uri: str) -> tuple[Any, Any]:
+    """(plain oss2 Bucket, envstore filesystem over OSS), fresh, default options."""
+    import fsspec
+    import oss2
+
+    plain = oss2.Bucket(oss2.Auth(server.key, server.secret), server.endpoint, BUCKET)
+    efs = fsspec.filesystem(
+        "envstore",
+        target_protocol="oss",
+        target_options={"endpoint": server.endpoint, "key": server.key, "secret": server.secret},
+        key_uri=key_uri,
+        skip_instance_cache=True,
+    )
+    return plain, efs
+
+
+def throughput(server: Server, key_uri: str, mib: int, repeat: int) -> list[tuple[str, ...]]:
+    import oss2
+
+    plain, efs = clients(server, key_uri)
+    nocrc = oss2.Bucket(plain.auth, server.endpoint, BUCKET, enable_crc=False)
+    data = os.urandom(mib * MiB)
+    view = memoryview(data)
+    step = 4 * MiB
+
+    def stream_write(path: str) -> None:
+        with efs.open(path, "wb") as f:
+            for i in range(0, len(view), step):
+                f.write(view[i : i + step])
+
+    def stream_read(path: str) -> None:
+        with efs.open(path, "rb") as f:
+            while f.read(step):
+                pass
+
+    def plain_get(bucket: Any = plain) -> None:
+        assert len(bucket.get_object("plain").read()) == len(data)
+
+    plain.put_object("plain", data)
+    efs.pipe_file(f"{BUCKET}/env", data)
+    runs = {
+        "put": {
+            "pipe_file": partial(efs.pipe_file, f"{BUCKET}/env-put", data),
+            "open(wb), 4 MiB writes": partial(stream_write, f"{BUCKET}/env-put"),
+        },
+        "get": {
+            "cat_file": partial(efs.cat_file, f"{BUCKET}/env"),
+            "open(rb), 4 MiB reads": partial(stream_read, f"{BUCKET}/env"),
+        },
+    }
+    baseline = {
+        "put": partial(plain.put_object, "plain-put", data),
+        "get": plain_get,
+    }
+    reference = {
+        "put": partial(nocrc.put_object, "plain-put", data),
+        "get": partial(plain_get, nocrc),
+    }
+    rows = []
+    for kind, variants in runs.items():
+        t = best({"plain": baseline[kind], "ref": reference[kind], **variants}, repeat)
+        for name in variants:
+            rows.append(
+                (
+                    f"{kind} {mib} MiB: {name}",
+                    f"{mib / t['plain']:.0f} MiB/s",
+                    f"{mib / t[name]:.0f} MiB/s",
+                    f"{t['plain'] / t[name]:.2f}x",
+                    ">= 0.9x",
+                )
+            )
+        first = next(iter(variants))
+        rows.append(
+            (
+                f"{kind} {mib} MiB: {first} vs oss2 enable_crc=False",
+                f"{mib / t['ref']:.0f} MiB/s",
+                f"{mib / t[first]:.0f} MiB/s",
+                f"{t['ref'] / t[first]:.2f}x",
+                "(reference)",
+            )
+        )
+    assert efs.cat_file(f"{BUCKET}/env-put") == data
+    return rows
+
+
+def middle_range(server: Server, key_uri: str, mib: int) -> list[tuple[str, ...]]:
+    from envstore.format import PREFIX, WIRE_CHUNK
+
+    plain, _ = clients(server, key_uri)
+    start = mib * MiB // 2 + 12_345
+    limit = MiB + 2 * WIRE_CHUNK + PREFIX
+    rows = []
+    server.clear()
+    got = plain.get_object(
+        "plain", byte_range=(start, start + MiB - 1), headers={"x-oss-range-behavior": "standard"}
+    ).read()
+    assert len(got) == MiB
+    ref = server.log()
+    for how in ("cat_file", "open+seek+read"):
+        _, fresh = clients(server, key_uri)
+        server.clear()
+        if how == "cat_file":
+            got = fresh.cat_file(f"{BUCKET}/env", start, start + MiB)
+        else:
+            with fresh.open(f"{BUCKET}/env", "rb") as f:
+                f.seek(start)
+                got = f.read(MiB)
+        assert len(got) == MiB
+        log = server.log()
+        sent = sum(e[4] for e in log if e[0] == "GetObject")
+        ranged = [e for e in log if e[0] == "GetObject" and e[1]]
+        flagged = all(e[2].get("x-oss-range-behavior") == "standard" for e in ranged)
+        rows.append(
+            (
+                f"1 MiB range mid-object ({how})",
+                f"{len(ref)} req, {ref[0][4]:,} B",
+                f"{len(log)} req ({'+'.join(e[0] for e in log)}), {sent:,} B",
+                f"{sent / MiB:.3f} MiB" + ("" if flagged else " (RANGE NOT STANDARD)"),
+                f"<= 2 req, <= {limit:,} B",
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mib", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    sys.path.insert(0, ROOT)
+    import oss2
+
+    import envstore  # noqa: F401
+    from envstore.keys.local import keygen
+    from envstore.stores.oss import DEFAULT_PART_SIZE
+
+    server = Server()
+    try:
+        key_uri = "local://" + str(keygen(Path(tempfile.mkdtemp()) / "master.key"))
+        print(
+            f"OSS test server {server.endpoint} (own process); oss2 {oss2.__version__} with "
+            f"CRC64 checks; envstore part size {DEFAULT_PART_SIZE // MiB} MiB; "
+            f"cpus {os.cpu_count()}"
+        )
+        rows = [("measure", "plain oss2", "envstore", "ratio", "goal")]
+        rows += throughput(server, key_uri, args.mib, args.repeat)
+        rows += middle_range(server, key_uri, args.mib)
+    finally:
+        server.stop()
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+        if i == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+if __name__ == "__main__":
+    main()

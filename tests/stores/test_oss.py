@@ -1,0 +1,736 @@
+"""envstore over Alibaba Cloud OSS (``envstore::oss://``) through oss2, against the
+OSS-compatible server of ``tests/servers/oss_compat.py``; a few opt-in tests run against a real
+bucket (``ENVSTORE_TEST_OSS_*``, see ``tests/stores/conftest_oss.py`` and ``docs/oss.md``).
+
+The server logs every request, so request and byte counts are asserted at the server, and every
+ranged GetObject must carry ``x-oss-range-behavior: standard`` (checked after each test).
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from envstore.errors import ConfigError, FormatError, IntegrityError, NotEncryptedError
+from envstore.format import CHUNK, MAGIC, PREFIX, TAG, WIRE_CHUNK, body_size
+from envstore.keys.local import keygen
+from envstore.stores import oss as oss_module
+from envstore.stores.oss import DEFAULT_PART_SIZE, OSSFileSystem, OssStore
+from tests.stores.conftest_oss import (  # noqa: F401  (fixtures)
+    OssEnv,
+    oss_fixture,
+    oss_server_fixture,
+    real_oss_fixture,
+)
+
+MiB = 1 << 20
+KiB = 1 << 10
+PART = 256 * KiB  # lowered part size: multipart objects stay small
+ENVELOPE_KEYS = {
+    "envstore-version",
+    "envstore-suite",
+    "envstore-salt",
+    "envstore-commitment",
+    "envstore-key-1",
+}
+
+
+def _data(n: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def _frame(n: int = 20_000) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "a": np.arange(n),
+            "b": rng.normal(size=n),
+            "c": [f"name-{i % 97}" for i in range(n)],
+            "d": rng.integers(0, 10, size=n),
+            "e": rng.normal(size=n),
+        }
+    )
+
+
+def _check_stored(env: OssEnv, name: str, plain: bytes, sized: bool) -> Any:
+    """oss2 ``head_object`` shows the envelope as x-oss-meta-envstore-*; the body is ciphertext."""
+    head = env.head(name)
+    meta = env.meta(name)
+    assert ENVELOPE_KEYS <= set(meta), meta
+    assert all(k.startswith("envstore-") for k in meta)
+    assert meta.get("envstore-size") == (str(len(plain)) if sized else None)
+    raw = env.raw(name)
+    assert len(raw) == head.content_length == body_size(len(plain))
+    assert raw[:24] == base64.b64decode(meta["envstore-salt"])
+    assert raw[24:PREFIX] == base64.b64decode(meta["envstore-commitment"])
+    if len(plain) >= 64:
+        assert plain[:32] not in raw and plain[-32:] not in raw
+    return head
+
+
+# -- round trips -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * MiB + 123])
+def test_round_trip_single_put(oss: OssEnv, n: int) -> None:
+    fs = oss.efs()
+    assert isinstance(fs.store, OssStore) and fs.store.part_size == DEFAULT_PART_SIZE
+    data = _data(n, n)
+    fs.pipe_file(oss.path("piped"), data)
+    assert oss.ops() == ["PutObject"]
+    oss.clear()
+    with fs.open(oss.path("streamed"), "wb") as f:
+        for i in range(0, n, 100_003):
+            f.write(data[i : i + 100_003])
+    assert oss.ops() == ["PutObject"]  # fits one part: one PUT, no multipart upload
+    assert "content-md5" in oss.calls("PutObject")[0].headers
+    _check_stored(oss, "piped", data, sized=True)
+    _check_stored(oss, "streamed", data, sized=False)
+    for name in ("piped", "streamed"):
+        assert fs.cat_file(oss.path(name)) == data
+        with fs.open(oss.path(name), "rb") as f:
+            assert f.read() == data
+        assert fs.info(oss.path(name))["size"] == n
+    assert {e["name"]: e["size"] for e in fs.ls(oss.root, detail=True)} == {
+        oss.path("piped"): n,
+        oss.path("streamed"): n,
+    }
+
+
+def test_multipart_streaming_round_trip(oss: OssEnv) -> None:
+    fs = oss.efs()
+    fs.store.part_size = PART
+    data = _data(MiB + 777)
+    stored = body_size(len(data))
+    parts = -(-stored // PART)
+    assert parts == 5
+    with fs.open(oss.path("big"), "wb") as f:
+        step = 100_003
+        for i in range(0, len(data), step):
+            f.write(data[i : i + step])
+    ops = oss.ops()
+    assert ops[0] == "InitiateMultipartUpload" and ops[-1] == "CompleteMultipartUpload"
+    assert ops.count("UploadPart") == parts and "PutObject" not in ops
+    sizes = [int(c.headers["content-length"]) for c in oss.calls("UploadPart")]
+    assert sizes == [PART] * (parts - 1) + [stored - (parts - 1) * PART]
+    assert all("content-md5" in c.headers for c in oss.calls("UploadPart"))  # OSS verifies it
+    head = _check_stored(oss, "big", data, sized=False)
+    assert head.etag.endswith(f"-{parts}") and head.object_type == "Multipart"
+    assert fs.cat_file(oss.path("big")) == data
+    assert fs.info(oss.path("big"))["size"] == len(data)
+    # size known up front (pipe): the same, with the size field on initiate
+    oss.clear()
+    fs.pipe_file(oss.path("piped"), data)
+    assert oss.ops().count("UploadPart") == parts
+    assert oss.calls("InitiateMultipartUpload")[0].headers["x-oss-meta-envstore-size"] == str(
+        len(data)
+    )
+    _check_stored(oss, "piped", data, sized=True)
+    assert oss.efs().cat_file(oss.path("piped")) == data
+    assert oss.pending_uploads() == []
+
+
+def test_exactly_one_part_is_one_put(oss: OssEnv) -> None:
+    fs = oss.efs()
+    fs.store.part_size = PART
+    full, rest = divmod(PART - PREFIX - TAG, WIRE_CHUNK)
+    n = full * CHUNK + rest  # stored size exactly one part
+    assert body_size(n) == PART
+    for name, size in (("one", n), ("two", n + 1)):
+        data = _data(size)
+        with fs.open(oss.path(name), "wb") as f:
+            f.write(data)
+        assert fs.cat_file(oss.path(name)) == data
+    ops = oss.ops()
+    assert ops.count("PutObject") == 1 and ops.count("UploadPart") == 2  # one part + 1 byte
+
+
+def test_random_ranges(oss: OssEnv) -> None:
+    fs = oss.efs()
+    fs.store.part_size = PART
+    objects = {"small": _data(200_000, 1), "big": _data(3 * MiB + 5, 2)}
+    for name, data in objects.items():
+        fs.pipe_file(oss.path(name), data)
+    assert oss.head("big").object_type == "Multipart"
+    rng = random.Random(7)
+    paths, starts, ends, want = [], [], [], []
+    for _ in range(40):
+        name = rng.choice(sorted(objects))
+        data = objects[name]
+        s = rng.randrange(len(data) + 1)
+        e = min(len(data), s + rng.choice([0, 1, 100, CHUNK, 3 * CHUNK + 7, 300_000]))
+        assert fs.cat_file(oss.path(name), start=s, end=e) == data[s:e]
+        paths.append(oss.path(name))
+        starts.append(s)
+        ends.append(e)
+        want.append(data[s:e])
+    assert fs.cat_ranges(paths, starts, ends) == want
+    data = objects["big"]
+    with fs.open(oss.path("big"), "rb") as f:
+        for s, e in zip(starts[:10], ends[:10], strict=True):
+            f.seek(s)
+            assert f.read(e - s) == data[s:e]
+        f.seek(-1000, 2)
+        assert f.read() == data[-1000:]
+    assert fs.cat_file(oss.path("big"), start=-5000) == data[-5000:]
+    assert fs.cat_file(oss.path("big"), start=len(data) + 10) == b""
+    ranged = [c for c in oss.calls("GetObject") if c.range]
+    assert len(ranged) > 40
+    assert all(c.headers["x-oss-range-behavior"] == "standard" for c in ranged)
+
+
+# -- data frames -------------------------------------------------------------------------------
+
+
+def test_pandas_parquet_and_csv(oss: OssEnv) -> None:
+    so = oss.storage_options()
+    df = _frame()
+    url = oss.url("t.parquet")
+    df.to_parquet(url, storage_options=so, row_group_size=5000)
+    raw = oss.raw("t.parquet")
+    assert not raw.startswith(b"PAR1") and not raw.endswith(b"PAR1") and b"name-42" not in raw
+    assert ENVELOPE_KEYS <= set(oss.meta("t.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(url, storage_options=so), df)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(url, columns=["b"], storage_options=so), df[["b"]]
+    )
+    csv = oss.url("t.csv")
+    df.to_csv(csv, index=False, storage_options=so)
+    assert b"name-42" not in oss.raw("t.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(csv, storage_options=so), df)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(csv, usecols=["a", "c"], storage_options=so), df[["a", "c"]]
+    )
+
+
+def test_pyarrow_dataset_over_prefix(oss: OssEnv) -> None:
+    import pyarrow.dataset as ds
+
+    fs = oss.efs()
+    df = _frame(9000)
+    for i in range(3):
+        with fs.open(oss.path(f"ds/part-{i}.parquet"), "wb") as f:
+            df.iloc[i * 3000 : (i + 1) * 3000].to_parquet(f)
+    dataset = ds.dataset(oss.path("ds"), filesystem=fs, format="parquet")
+    table = dataset.to_table(columns=["a", "c"], filter=ds.field("d") > 5)
+    got = table.to_pandas().sort_values("a").reset_index(drop=True)
+    want = df[df.d > 5][["a", "c"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_dask_processes_scheduler(oss: OssEnv) -> None:
+    dask = pytest.importorskip("dask")
+    dd = pytest.importorskip("dask.dataframe")
+    so = oss.storage_options()
+    df = _frame(12_000)
+    url = oss.url("dd")
+    with dask.config.set(scheduler="processes", num_workers=2):
+        dd.from_pandas(df, npartitions=4).to_parquet(url, storage_options=so, write_index=False)
+        back = dd.read_parquet(url, storage_options=so, columns=["a", "b", "d"]).compute()
+    pd.testing.assert_frame_equal(back.sort_values("a").reset_index(drop=True), df[["a", "b", "d"]])
+    names = [k for k in oss.keys() if k.startswith("dd/")]
+    assert len(names) >= 4
+    for name in names:
+        assert ENVELOPE_KEYS <= set(oss.meta(name))
+
+
+# -- listings ----------------------------------------------------------------------------------
+
+
+def test_listing_sizes_need_no_head(oss: OssEnv) -> None:
+    fs = oss.efs()
+    sizes = {"a": 0, "b": 1, "c": 20_000, "sub/d": 70_000, "sub/e/f": 5}
+    for name, n in sizes.items():
+        fs.pipe_file(oss.path(name), _data(n))
+    fresh = oss.efs()
+    oss.clear()
+    listed = {e["name"]: e for e in fresh.ls(oss.root, detail=True)}
+    found = fresh.find(oss.root, detail=True)
+    assert {n: e["size"] for n, e in found.items()} == {oss.path(k): v for k, v in sizes.items()}
+    assert listed[oss.path("c")]["stored_size"] == body_size(20_000)
+    assert listed[oss.path("c")]["size"] == 20_000 and listed[oss.path("c")]["encrypted"]
+    assert listed[oss.path("sub")]["type"] == "directory"
+    assert set(oss.ops()) == {"ListObjectsV2"}
+    assert fresh.du(oss.root) == sum(sizes.values())
+    assert fresh.info(oss.path("sub"))["type"] == "directory"
+    assert fresh.ls(oss.path("sub"), detail=False) == [oss.path("sub/d"), oss.path("sub/e")]
+    assert fresh.exists(oss.path("sub/e/f")) and not fresh.exists(oss.path("nope"))
+    oss.clear()
+    fresh.rm(oss.path("sub"), recursive=True)  # one listing, one batch delete: no HEADs
+    assert oss.ops() == ["ListObjectsV2", "DeleteMultipleObjects"]
+    assert oss.keys() == ["a", "b", "c"]
+    fresh.rm_file(oss.path("a"))
+    assert oss.keys() == ["b", "c"] and fresh.isdir(oss.root)
+
+
+def test_stored_headers_and_crc_option(oss: OssEnv) -> None:
+    """Bodies are read as stored: a Content-Encoding on an object must not make the HTTP stack
+    "decode" ciphertext; oss2's CRC64 checks can be switched back on (``enable_crc``)."""
+    fs = oss.efs(oss={"enable_crc": True})
+    assert fs.fs.bucket(oss.bucket).enable_crc
+    data = _data(3 * CHUNK + 1)
+    fs.pipe_file(oss.path("a"), data)
+    assert fs.cat_file(oss.path("a")) == data
+    fs.store.part_size = PART  # multipart with oss2's CRC adapter over the part buffers
+    big = _data(MiB, 3)
+    fs.pipe_file(oss.path("big"), big)
+    assert oss.ops().count("UploadPart") == 5 and fs.cat_file(oss.path("big")) == big
+    oss.client.update_object_meta(
+        oss.key_of("a"), {**oss.meta_headers("a"), "Content-Encoding": "gzip"}
+    )
+    assert oss.head("a").headers["Content-Encoding"] == "gzip"
+    fresh = oss.efs()
+    assert not fresh.fs.bucket(oss.bucket).enable_crc
+    assert fresh.cat_file(oss.path("a")) == data
+    assert fresh.cat_file(oss.path("a"), 5, CHUNK + 9) == data[5 : CHUNK + 9]
+
+
+def test_head_cache(oss: OssEnv) -> None:
+    fs = oss.efs()
+    path = oss.path("a")
+    fs.pipe_file(path, b"x" * 100)
+    oss.clear()
+    for _ in range(3):
+        assert fs.info(path)["size"] == 100
+        assert fs.isfile(path) and fs.size(path) == 100
+    assert oss.ops() == ["HeadObject"]
+    fs.pipe_file(path, b"y" * 200)  # own writes invalidate
+    assert fs.info(path)["size"] == 200 and fs.cat_file(path) == b"y" * 200
+    other = oss.efs()
+    other.pipe_file(path, b"z" * 300)  # another writer: seen after head_ttl
+    with pytest.raises(IntegrityError):  # meanwhile the stale envelope fails closed
+        fs.cat_file(path)
+    fs.store.head_ttl = 0.2
+    fs.store.forget()
+    fs.info(path)
+    time.sleep(0.3)
+    other.pipe_file(path, b"w" * 400)
+    assert fs.info(path)["size"] == 400 and fs.cat_file(path) == b"w" * 400
+    fs.rm(path)
+    assert not fs.isfile(path)
+    with pytest.raises(FileNotFoundError):
+        fs.info(path)
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt])
+def test_writer_failing_mid_stream_leaves_nothing(oss: OssEnv, exc: type) -> None:
+    fs = oss.efs()
+    fs.store.part_size = PART
+    chunk = _data(100 * KiB)
+    with pytest.raises(exc), fs.open(oss.path("x"), "wb", block_size=PART) as f:
+        for _ in range(12):
+            f.write(chunk)
+        raise exc()
+    ops = oss.ops()
+    assert ops.count("UploadPart") >= 2 and "AbortMultipartUpload" in ops
+    assert "CompleteMultipartUpload" not in ops and "PutObject" not in ops
+    assert oss.keys() == [] and oss.pending_uploads() == []
+    assert not fs.exists(oss.path("x"))
+    # garbage-collected without close: discarded, upload aborted
+    oss.clear()
+    f = fs.open(oss.path("gc"), "wb", block_size=PART)
+    for _ in range(12):
+        f.write(chunk)
+    del f
+    assert oss.ops().count("UploadPart") >= 2 and oss.ops()[-1] == "AbortMultipartUpload"
+    assert oss.keys() == [] and oss.pending_uploads() == []
+
+
+@pytest.mark.parametrize("op", ["UploadPart", "CompleteMultipartUpload", "PutObject"])
+def test_server_error_aborts_and_leaves_nothing(oss: OssEnv, op: str) -> None:
+    assert oss.server is not None
+    fs = oss.efs()
+    fs.store.part_size = PART
+    size = 50 * KiB if op == "PutObject" else MiB
+    oss.server.fail_next(op, status=500, code="InternalError")
+    with pytest.raises(OSError, match="InternalError") as info:
+        fs.pipe_file(oss.path("x"), _data(size))
+    assert not isinstance(info.value, (FileNotFoundError, PermissionError))
+    assert [c.status for c in oss.calls(op)][:1] == [500]
+    if op != "PutObject":
+        assert oss.ops()[-1] == "AbortMultipartUpload"
+    assert oss.keys() == [] and oss.pending_uploads() == []
+    fs.pipe_file(oss.path("x"), _data(size))  # the next attempt works
+    assert fs.cat_file(oss.path("x")) == _data(size)
+
+
+def test_upload_vanishing_under_the_writer(oss: OssEnv) -> None:
+    fs = oss.efs()
+    fs.store.part_size = PART
+    chunk = _data(100 * KiB)
+    with (
+        pytest.raises(FileNotFoundError, match="NoSuchUpload"),
+        fs.open(oss.path("x"), "wb", block_size=PART) as f,
+    ):
+        for _ in range(12):
+            f.write(chunk)
+        (up,) = oss.pending_uploads()
+        oss.client.abort_multipart_upload(up.key, up.upload_id)
+        for _ in range(12):
+            f.write(chunk)
+    assert oss.keys() == [] and oss.pending_uploads() == []
+
+
+def test_object_without_envelope(oss: OssEnv) -> None:
+    fs = oss.efs()
+    oss.client.put_object(oss.key_of("plain.csv"), b"a,b\n1,2\n")
+    with pytest.raises(NotEncryptedError):
+        fs.cat_file(oss.path("plain.csv"))
+    with pytest.raises(NotEncryptedError):
+        pd.read_csv(oss.url("plain.csv"), storage_options=oss.storage_options())
+    assert fs.info(oss.path("plain.csv"))["encrypted"] is False
+    with pytest.raises(NotEncryptedError):  # copies are of envstore objects only
+        fs.cp_file(oss.path("plain.csv"), oss.path("copy.csv"))
+
+
+def test_envelope_swapped_between_objects(oss: OssEnv) -> None:
+    fs = oss.efs()
+    a, b = _data(5 * CHUNK, 1), _data(5 * CHUNK, 2)
+    for name, data in (("a", a), ("b", b)):
+        with fs.open(oss.path(name), "wb") as f:  # streamed: no size field
+            f.write(data)
+    oss.client.update_object_meta(oss.key_of("b"), oss.meta_headers("a"))
+    assert oss.meta("b") == oss.meta("a")
+    fresh = oss.efs()
+    with pytest.raises(IntegrityError):
+        fresh.cat_file(oss.path("b"))
+    with pytest.raises(IntegrityError):
+        fresh.cat_file(oss.path("b"), 2 * CHUNK, 3 * CHUNK)  # mid-object: wrong key for chunks
+    assert fresh.cat_file(oss.path("a")) == a
+
+
+def test_truncated_body(oss: OssEnv) -> None:
+    fs = oss.efs()
+    data = _data(4 * CHUNK + 100)
+    with fs.open(oss.path("t"), "wb") as f:
+        f.write(data)
+    raw, meta = oss.raw("t"), oss.meta_headers("t")
+    for cut in (1, 100, WIRE_CHUNK, 116):
+        oss.client.put_object(oss.key_of("t"), raw[:-cut], headers=meta)
+        with pytest.raises(IntegrityError):
+            oss.efs().cat_file(oss.path("t"))
+    fs.pipe_file(oss.path("sized"), data)
+    raw, meta = oss.raw("sized"), oss.meta_headers("sized")
+    oss.client.put_object(oss.key_of("sized"), raw[:-WIRE_CHUNK], headers=meta)
+    with pytest.raises(IntegrityError):
+        oss.efs().open(oss.path("sized"), "rb")
+
+
+def test_envelope_metadata_limit(oss: OssEnv, tmp_path: Path) -> None:
+    """OSS allows 8 KB of user metadata; with local keys the largest envelope (16 recipients and
+    a 3072-byte context) needs about 6.6 KB, so the limit is lowered on both sides here."""
+    assert oss.server is not None
+    uris = [f"local://{keygen(tmp_path / 'many' / f'k{i}.key')}" for i in range(16)]
+    context = {"purpose": "x" * 3040}
+    data = _data(3 * CHUNK + 5)
+    biggest = oss.efs(key_uri=uris, context=context, placement="metadata")
+    biggest.pipe_file(oss.path("biggest"), data)  # fits the real 8 KB limit
+    used = biggest.store.metadata_size(biggest.envelope(oss.path("biggest")).envelope.to_fields())
+    assert 6000 < used <= 8192
+    assert sum(len(k) + len(v) for k, v in oss.meta_headers("biggest").items()) == used
+    # the store's count agrees with the server's to the byte: at the limit fits, one less not
+    oss.server.metadata_limit = used
+    biggest.store.metadata_limit = used
+    biggest.pipe_file(oss.path("at-limit"), data)
+    oss.server.metadata_limit = used - 1
+    biggest.store.metadata_limit = used - 1
+    with pytest.raises(FormatError, match="limit"):
+        biggest.pipe_file(oss.path("strict"), data)
+    biggest.store.metadata_limit = used - 100  # a streamed envelope has no size field
+    with pytest.raises(FormatError):
+        biggest.open(oss.path("strict"), "wb")
+    auto = oss.efs(key_uri=uris, context=context)  # placement="auto": the in-object header
+    auto.store.metadata_limit = used - 1
+    auto.pipe_file(oss.path("auto"), data)
+    assert not any(k.startswith("envstore-") for k in oss.meta("auto"))
+    assert oss.raw("auto").startswith(MAGIC)
+    reader = oss.efs(key_uri=uris[-1], context=context)  # any one recipient opens it
+    assert reader.cat_file(oss.path("auto"), 100, 40_000) == data[100:40_000]
+    assert reader.info(oss.path("auto"))["size"] == len(data)
+    # without the check the server refuses the upload (what the check saves a user from)
+    unchecked = oss.efs(key_uri=uris, context=context, placement="metadata")
+    with pytest.raises(OSError, match="metadata"):
+        unchecked.pipe_file(oss.path("refused"), data)
+    assert oss.keys() == ["at-limit", "auto", "biggest"] and oss.pending_uploads() == []
+
+
+# -- copies, moves, metadata rewrite -----------------------------------------------------------
+
+
+def test_copy_and_move_keep_envelope(oss: OssEnv) -> None:
+    fs = oss.efs()
+    data = _data(100_000)
+    fs.pipe_file(oss.path("a"), data)
+    oss.clear()
+    fs.cp_file(oss.path("a"), oss.path("b"))
+    assert "CopyObject" in oss.ops() and "GetObject" not in oss.ops()
+    assert oss.calls("CopyObject")[0].headers["x-oss-metadata-directive"] == "COPY"
+    assert oss.meta("b") == oss.meta("a") and oss.raw("b") == oss.raw("a")
+    fs.mv(oss.path("b"), oss.path("sub/c"))
+    assert not fs.exists(oss.path("b"))
+    assert fs.cat_file(oss.path("sub/c")) == data
+    assert oss.efs().cat_file(oss.path("sub/c")) == data
+
+
+def test_multipart_copy_keeps_envelope(oss: OssEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above COPY_LIMIT (1 GB, what CopyObject takes) copies go part by part; lowered here on
+    both sides: the server refuses CopyObject of larger sources, as OSS does."""
+    assert oss.server is not None
+    fs = oss.efs()
+    fs.store.part_size = PART
+    fs.store.copy_part_size = 512 * KiB
+    data = _data(2 * MiB + 9)
+    fs.pipe_file(oss.path("a"), data)
+    oss.client.update_object_meta(
+        oss.key_of("a"),
+        {**oss.meta_headers("a"), "Content-Type": "application/x-parquet", "Cache-Control": "x"},
+    )
+    oss.server.copy_limit = MiB
+    with pytest.raises(OSError, match="UploadPartCopy"):  # the server's rule is live
+        fs.cp_file(oss.path("a"), oss.path("b"))
+    monkeypatch.setattr(oss_module, "COPY_LIMIT", MiB)
+    oss.clear()
+    fs.cp_file(oss.path("a"), oss.path("b"))
+    ops = oss.ops()
+    parts = -(-body_size(len(data)) // (512 * KiB))
+    assert ops.count("UploadPartCopy") == parts and "CopyObject" not in ops
+    assert "GetObject" not in ops and "UploadPart" not in ops
+    assert oss.meta("b") == oss.meta("a")
+    head = oss.head("b")
+    assert head.etag.endswith(f"-{parts}") and head.content_type == "application/x-parquet"
+    assert head.headers["Cache-Control"] == "x"
+    assert oss.efs().cat_file(oss.path("b")) == data
+    fs.mv(oss.path("b"), oss.path("c"))
+    assert oss.keys() == ["a", "c"] and oss.pending_uploads() == []
+    assert oss.efs().cat_file(oss.path("c"), MiB, MiB + 5000) == data[MiB : MiB + 5000]
+
+
+def test_multipart_copy_failure_aborts(oss: OssEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert oss.server is not None
+    fs = oss.efs()
+    fs.store.copy_part_size = 512 * KiB
+    monkeypatch.setattr(oss_module, "COPY_LIMIT", MiB)
+    data = _data(2 * MiB)
+    fs.pipe_file(oss.path("a"), data)
+    oss.server.fail_next(
+        lambda c: c.op == "UploadPartCopy" and c.query.get("partNumber") == "2",
+        status=403,
+        code="AccessDenied",
+        count=2,
+    )
+    with pytest.raises(PermissionError):
+        fs.cp_file(oss.path("a"), oss.path("b"))
+    with pytest.raises(PermissionError):
+        fs.mv(oss.path("a"), oss.path("c"))
+    assert oss.ops().count("AbortMultipartUpload") == 2
+    assert oss.keys() == ["a"] and oss.pending_uploads() == []
+    assert oss.efs().cat_file(oss.path("a")) == data
+
+
+def test_set_recipients_rewraps_in_place(oss: OssEnv, other_key_uri: str) -> None:
+    fs = oss.efs(context={"purpose": "test"})
+    data = _data(70_000)
+    fs.pipe_file(oss.path("a"), data)
+    oss.client.update_object_meta(  # other metadata and standard headers survive a rewrap
+        oss.key_of("a"),
+        {
+            **oss.meta_headers("a"),
+            "x-oss-meta-owner": "team-a",
+            "Content-Type": "application/x-envstore",
+            "Cache-Control": "max-age=60",
+            "Content-Disposition": "attachment",
+        },
+    )
+    raw_before = oss.raw("a")
+    env = fs.envelope(oss.path("a")).envelope
+    key = fs.ring.open_data_key(env.recipients, env.context)
+    new = fs.ring.provider(other_key_uri).wrap(key, env.context)
+    oss.clear()
+    fs.set_recipients(oss.path("a"), [new])
+    assert oss.calls("CopyObject")[0].headers["x-oss-metadata-directive"] == "REPLACE"
+    meta = oss.meta("a")
+    assert meta["envstore-key-1"] == new.encode() and meta["owner"] == "team-a"
+    head = oss.head("a")
+    assert head.content_type == "application/x-envstore"
+    assert head.headers["Cache-Control"] == "max-age=60"
+    assert head.headers["Content-Disposition"] == "attachment"
+    assert oss.raw("a") == raw_before  # body untouched
+    reader = oss.efs(key_uri=other_key_uri, context={"purpose": "test"})
+    assert reader.cat_file(oss.path("a")) == data
+    with pytest.raises(FormatError, match="8192"):
+        fs.store.set_metadata(oss.path("a"), {"envstore-key-1": "x" * 9000})
+
+
+# -- options, credentials, errors --------------------------------------------------------------
+
+
+def test_options_credentials_and_environment(oss: OssEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert oss.server is not None
+    so = oss.storage_options()
+    df = _frame(1000)
+    df.to_parquet(oss.url("t.parquet"), storage_options=so)
+    # STS: key, secret and token
+    ak, sk, token = oss.server.add_sts_credentials()
+    sts = oss.storage_options(oss={"key": ak, "secret": sk, "token": token})
+    pd.testing.assert_frame_equal(pd.read_parquet(oss.url("t.parquet"), storage_options=sts), df)
+    # the environment, when storage_options name no credentials
+    monkeypatch.setenv("OSS_ENDPOINT", oss.endpoint)
+    monkeypatch.setenv("OSS_ACCESS_KEY_ID", ak)
+    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", sk)
+    monkeypatch.setenv("OSS_SESSION_TOKEN", token)
+    OSSFileSystem.clear_instance_cache()
+    got = pd.read_parquet(oss.url("t.parquet"), storage_options={"key_uri": oss.key_uri})
+    pd.testing.assert_frame_equal(got, df)
+    monkeypatch.setenv("OSS_SESSION_TOKEN", token + "-forged")
+    OSSFileSystem.clear_instance_cache()
+    with pytest.raises(PermissionError):
+        fsspec.filesystem(
+            "envstore", target_protocol="oss", key_uri=oss.key_uri, skip_instance_cache=True
+        ).cat_file(oss.path("t.parquet"))
+    monkeypatch.delenv("OSS_ENDPOINT")
+    OSSFileSystem.clear_instance_cache()
+    with pytest.raises(ConfigError, match="endpoint"):
+        fsspec.filesystem("envstore", target_protocol="oss", key_uri=oss.key_uri)
+    # options of the inner filesystem at the top level: told the right shape
+    with pytest.raises(ConfigError, match=r"\"oss\": \{'endpoint': \.\.\., 'key': \.\.\.\}"):
+        fsspec.filesystem(
+            "envstore", target_protocol="oss", key_uri=oss.key_uri, endpoint="x", key="y"
+        )
+
+
+def test_errors_are_builtin_oserrors(oss: OssEnv) -> None:
+    fs = oss.efs()
+    fs.pipe_file(oss.path("dir/x"), b"1")
+    with pytest.raises(FileNotFoundError):
+        fs.open(oss.path("missing"), "rb")
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(oss.path("missing"))
+    with pytest.raises(FileNotFoundError):
+        fs.info(oss.path("missing"))
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("no-such-bucket-envstore/x")
+    with pytest.raises(FileNotFoundError):
+        fs.ls("no-such-bucket-envstore")
+    with pytest.raises((IsADirectoryError, FileNotFoundError)):
+        fs.cat_file(oss.path("dir"))
+    assert fs.isdir(oss.path("dir")) and not fs.isfile(oss.path("dir"))
+    wrong = oss.efs(oss={"secret": "not-the-secret"})
+    for call in (
+        lambda: wrong.info(oss.path("dir/x")),
+        lambda: wrong.cat_file(oss.path("dir/x")),
+        lambda: wrong.ls(oss.root),
+        lambda: wrong.pipe_file(oss.path("y"), b"2"),
+    ):
+        with pytest.raises(PermissionError, match="SignatureDoesNotMatch"):
+            call()
+    unknown = oss.efs(oss={"key": "nobody"})
+    with pytest.raises(PermissionError, match="InvalidAccessKeyId"):
+        unknown.info(oss.path("dir/x"))
+    assert oss.keys() == ["dir/x"]
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+def test_read_parquet_costs_one_head_per_object(oss: OssEnv) -> None:
+    so = oss.storage_options()
+    df = _frame(50_000)
+    url = oss.url("t.parquet")
+    df.to_parquet(url, storage_options=so, row_group_size=10_000)
+    fs, _ = fsspec.url_to_fs(url, **so)  # the cached instance pandas uses too
+    for i in range(3):
+        with fs.open(oss.path(f"parts/p{i}.parquet"), "wb") as f:
+            df.iloc[i * 1000 : (i + 1) * 1000].to_parquet(f)
+    fs.invalidate_cache()
+    oss.clear()
+    got = pd.read_parquet(url, columns=["b"], storage_options=so)
+    pd.testing.assert_frame_equal(got, df[["b"]])
+    assert len(oss.calls("HeadObject")) == 1, oss.ops()
+    oss.clear()
+    pd.read_parquet(url, columns=["c"], storage_options=so)
+    assert oss.calls("HeadObject") == []  # within the HEAD cache's lifetime
+    oss.clear()
+    back = pd.read_parquet(oss.url("parts"), storage_options=so)
+    assert len(back) == 3000
+    heads = [c.key for c in oss.calls("HeadObject")]
+    files = [k for k in heads if k.endswith(".parquet")]
+    assert len(files) == len(set(files)) == 3, heads  # one per object
+    assert len(heads) <= 4, heads  # + one for the directory itself
+
+
+def test_mid_object_range_is_range_exact(oss: OssEnv) -> None:
+    assert oss.server is not None
+    fs = oss.efs()
+    data = _data(8 * MiB)
+    fs.pipe_file(oss.path("a"), data)
+    start = 3 * MiB + 12_345
+    limit = MiB + 2 * WIRE_CHUNK + PREFIX
+    for use_file in (False, True):
+        fresh = oss.efs()
+        oss.clear()
+        if use_file:
+            with fresh.open(oss.path("a"), "rb") as f:
+                f.seek(start)
+                assert f.read(MiB) == data[start : start + MiB]
+        else:
+            assert fresh.cat_file(oss.path("a"), start, start + MiB) == data[start : start + MiB]
+        assert oss.ops() == ["HeadObject", "GetObject"], oss.ops()
+        (get,) = oss.calls("GetObject")
+        assert get.range and get.headers["x-oss-range-behavior"] == "standard"
+        assert get.status == 206 and oss.server.get_bytes <= limit
+
+
+# -- a real OSS bucket (opt-in) ----------------------------------------------------------------
+
+
+def test_real_oss_round_trip_range_and_metadata(real_oss: OssEnv) -> None:
+    fs = real_oss.efs()
+    data = _data(300_000, 11)
+    fs.pipe_file(real_oss.path("small.bin"), data)
+    _check_stored(real_oss, "small.bin", data, sized=True)
+    assert fs.cat_file(real_oss.path("small.bin")) == data
+    assert fs.cat_file(real_oss.path("small.bin"), 1000, 201_000) == data[1000:201_000]
+    assert fs.cat_file(real_oss.path("small.bin"), start=-7) == data[-7:]
+    assert fs.info(real_oss.path("small.bin"))["size"] == len(data)
+    fs.store.part_size = 128 * KiB  # multipart with the metadata on initiate
+    with fs.open(real_oss.path("multi.bin"), "wb") as f:
+        f.write(data)
+    _check_stored(real_oss, "multi.bin", data, sized=False)
+    assert (
+        real_oss.efs().cat_file(real_oss.path("multi.bin"), 150_000, 290_000)
+        == data[150_000:290_000]
+    )
+    fs.cp_file(real_oss.path("multi.bin"), real_oss.path("copy.bin"))
+    assert real_oss.meta("copy.bin") == real_oss.meta("multi.bin")
+    listed = {e["name"]: e["size"] for e in fs.ls(real_oss.root, detail=True)}
+    assert listed == {real_oss.path(n): len(data) for n in ("copy.bin", "multi.bin", "small.bin")}
+    assert real_oss.pending_uploads() == []
+
+
+def test_real_oss_dataframe_and_errors(real_oss: OssEnv) -> None:
+    so = real_oss.storage_options()
+    df = _frame(5000)
+    url = real_oss.url("t.parquet")
+    df.to_parquet(url, storage_options=so)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(url, columns=["b"], storage_options=so), df[["b"]]
+    )
+    with pytest.raises(FileNotFoundError):
+        real_oss.efs().cat_file(real_oss.path("missing"))
+    with pytest.raises(PermissionError):
+        real_oss.efs(oss={"secret": "not-the-secret"}).cat_file(real_oss.path("t.parquet"))
