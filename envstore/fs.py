@@ -32,7 +32,6 @@ from envstore.file import (
 )
 from envstore.format import (
     CHUNK,
-    FIELD_PREFIX,
     HEADER_FIXED,
     MAX_CONTEXT_ITEMS,
     MAX_RECIPIENTS,
@@ -42,6 +41,7 @@ from envstore.format import (
     context_bytes,
     decode_header,
     encode_header,
+    has_envelope,
     header_length,
     plain_size,
 )
@@ -222,7 +222,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return located
 
     def _parse(self, path: str, head: Head) -> Located:
-        if head.fields and any(k.lower().startswith(FIELD_PREFIX) for k in head.fields):
+        if has_envelope(head.fields):
             env = Envelope.from_fields(head.fields)
             placement, offset = "metadata", 0
         else:

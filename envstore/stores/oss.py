@@ -45,7 +45,7 @@ import oss2
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from envstore.errors import ConfigError, FormatError, IntegrityError
-from envstore.format import F_VERSION, plain_size
+from envstore.format import has_envelope, plain_size
 from envstore.stores.base import Head, Store
 
 __all__ = ["OSSFileSystem", "OssStore"]
@@ -544,7 +544,7 @@ class OssStore(Store):
         with self._lock:
             hit = self._heads.get(str(entry.get("name", "")))
         if hit is not None and hit.head is not None and hit.head.size == int(size):
-            if not (hit.head.fields and F_VERSION in hit.head.fields):
+            if not has_envelope(hit.head.fields):
                 return None
         try:
             return plain_size(int(size))

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from s3fs import S3FileSystem
 
 from envstore.errors import FormatError, IntegrityError
-from envstore.format import FIELD_PREFIX, WIRE_CHUNK, plain_size
+from envstore.format import WIRE_CHUNK, has_envelope, plain_size
 from envstore.stores.base import Head, Sink, Store, entry_token
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Store"]
@@ -326,7 +326,7 @@ class S3Store(Store):
             and hit.head is not None
             and hit.head.size == int(size)
             and hit.entry.get("ETag") == entry.get("ETag", hit.entry.get("ETag"))
-            and not any(k.startswith(FIELD_PREFIX) for k in hit.head.fields or ())
+            and not has_envelope(hit.head.fields)
         ):
             return None  # header placement or not envstore: the core reads the object
         try:
