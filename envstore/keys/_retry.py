@@ -186,6 +186,19 @@ def seconds(options: Mapping[str, object], name: str, default: float) -> float:
     return float(value)
 
 
+def setup(
+    uri: str, options: Mapping[str, object], scheme: str, known: set[str], usage: str
+) -> tuple[str, dict[str, object], float]:
+    """Common provider set-up: the key part of ``uri`` (ConfigError with ``usage`` if empty),
+    the options checked against ``known``, and the retry deadline taken out of them."""
+    key = uri.split("://", 1)[1] if "://" in uri else ""
+    if not key:
+        raise ConfigError(f"{scheme}:// key URI needs {usage}")
+    opts = dict(options)
+    check_known(scheme, opts, known)
+    return key, opts, take_deadline(opts)
+
+
 def check_known(scheme: str, options: Mapping[str, object], known: set[str]) -> None:
     unknown = sorted(set(options) - known)
     if unknown:

@@ -61,14 +61,13 @@ from envstore.errors import ConfigError, KeyAccessError
 from envstore.keys._retry import (
     KmsFailure,
     call_with_retry,
-    check_known,
     clean_message,
     io_failure,
     is_retryable,
     option_str,
     seconds,
+    setup,
     split_endpoint,
-    take_deadline,
 )
 from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey
 
@@ -131,20 +130,16 @@ class AliKmsProvider(KeyProvider):
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(uri, options)
-        key = uri.split("://", 1)[1] if "://" in uri else ""
-        if not key:
-            raise ConfigError("alikms:// key URI needs a key id or alias: alikms://KEY_ID_OR_ALIAS")
-        self.key = key
-        opts = dict(self.options)
-        check_known("alikms", opts, _OPTIONS)
-        self.retry_deadline = take_deadline(opts)
+        self.key, opts, self.retry_deadline = setup(
+            uri, self.options, "alikms", _OPTIONS, "a key id or alias: alikms://KEY_ID_OR_ALIAS"
+        )
 
         region = option_str(opts, "region_id")
         endpoint = option_str(opts, "endpoint")
         if endpoint is None and region is None:
             endpoint = os.environ.get("ENVSTORE_ALIKMS_ENDPOINT") or None
-        if region is None and key.startswith("acs:kms:"):
-            region = key.split(":")[2] or None
+        if region is None and self.key.startswith("acs:kms:"):
+            region = self.key.split(":")[2] or None
         region = region or os.environ.get("ALIBABA_CLOUD_REGION_ID") or None
         protocol = option_str(opts, "protocol")
         if endpoint:

@@ -52,14 +52,13 @@ from envstore.errors import ConfigError, KeyAccessError
 from envstore.keys._retry import (
     KmsFailure,
     call_with_retry,
-    check_known,
     clean_message,
     io_failure,
     is_retryable,
     option_str,
     seconds,
+    setup,
     split_endpoint,
-    take_deadline,
 )
 from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey, canonical_context
 
@@ -136,13 +135,9 @@ class AliKmsInstanceProvider(KeyProvider):
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(uri, options)
-        key = uri.split("://", 1)[1] if "://" in uri else ""
-        if not key:
-            raise ConfigError("alikms-instance:// key URI needs a key id: alikms-instance://KEY_ID")
-        self.key = key
-        opts = dict(self.options)
-        check_known("alikms-instance", opts, _OPTIONS)
-        self.retry_deadline = take_deadline(opts)
+        self.key, opts, self.retry_deadline = setup(
+            uri, self.options, "alikms-instance", _OPTIONS, "a key id: alikms-instance://KEY_ID"
+        )
 
         endpoint = option_str(opts, "endpoint") or os.environ.get(_ENV + "ENDPOINT")
         if not endpoint:

@@ -48,12 +48,11 @@ from envstore.errors import ConfigError, KeyAccessError
 from envstore.keys._retry import (
     KmsFailure,
     call_with_retry,
-    check_known,
     clean_message,
     io_failure,
     is_retryable,
     seconds,
-    take_deadline,
+    setup,
 )
 from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey
 
@@ -124,13 +123,9 @@ class AwsKmsProvider(KeyProvider):
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(uri, options)
-        key = uri.split("://", 1)[1] if "://" in uri else ""
-        if not key:
-            raise ConfigError("awskms:// key URI needs a key id, ARN or alias")
-        self.key = key
-        opts = dict(self.options)
-        check_known("awskms", opts, _OPTIONS)
-        self.retry_deadline = take_deadline(opts)
+        self.key, opts, self.retry_deadline = setup(
+            uri, self.options, "awskms", _OPTIONS, "a key id, ARN or alias"
+        )
         config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=seconds(opts, "connect_timeout", 5.0),
@@ -145,7 +140,7 @@ class AwsKmsProvider(KeyProvider):
             config = config.merge(user_config)
         kwargs: dict[str, Any] = {k: v for k, v in opts.items() if k in _CLIENT_ARGS}
         if not kwargs.get("region_name"):
-            region = _key_region(key)
+            region = _key_region(self.key)
             if region:
                 kwargs["region_name"] = region
         try:
