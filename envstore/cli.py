@@ -345,7 +345,7 @@ def cat(url: str, **kw: Any) -> None:
 
     fs, path = open_url(url, **_options(kw))
     reader = fs._reader(path)
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     for pos in range(0, reader.plain_len, STEP):
         out.write(reader.read(pos, pos + STEP))
     reader.authenticate_end()
