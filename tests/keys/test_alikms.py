@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import pickle
 import time
 from pathlib import Path
@@ -18,24 +17,13 @@ from envstore.keys import get_provider
 from envstore.keys.alikms import AliKmsProvider
 from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
+from tests.keys.leaks import assert_clean, secret_forms
 from tests.servers.alikms_gateway import AliKmsGateway
 
 if TYPE_CHECKING:
     from tests.keys.conftest import KmsEnv
 
 CTX = {"bucket": "b", "path": "t/x.parquet"}
-
-
-def _secret_forms(key: bytes | bytearray) -> list[str]:
-    raw = bytes(key)
-    return [raw.hex(), base64.b64encode(raw).decode(), repr(raw), repr(bytearray(raw))]
-
-
-def _assert_clean(exc: BaseException, key: bytes | bytearray) -> None:
-    text = f"{exc}\n{exc!r}"
-    for form in _secret_forms(key):
-        assert form not in text
-    assert exc.__cause__ is None and exc.__context__ is None
 
 
 def test_generate_and_unwrap(alikms: KmsEnv) -> None:
@@ -49,7 +37,7 @@ def test_generate_and_unwrap(alikms: KmsEnv) -> None:
     assert p.matches(wrapped)
     assert p.unwrap(wrapped, dict(reversed(list(CTX.items())))) == key
     assert alikms.calls("GenerateDataKey") == 1 and alikms.calls("Decrypt") == 1
-    for form in _secret_forms(key):
+    for form in secret_forms(key):
         assert form not in repr(p) and form not in repr(wrapped)
 
 
@@ -80,7 +68,7 @@ def test_wrong_or_missing_context(alikms: KmsEnv) -> None:
     key, wrapped = p.generate_data_key(CTX)
     with pytest.raises(KeyAccessError, match="InvalidCiphertext") as info:
         p.unwrap(wrapped, {**CTX, "path": "other"})
-    _assert_clean(info.value, key)
+    assert_clean(info.value, key)
     with pytest.raises(KeyAccessError, match="InvalidCiphertext"):
         p.unwrap(wrapped, {})
     assert alikms.server.errors["InvalidCiphertext"] == 2
@@ -145,7 +133,7 @@ def test_kms_down() -> None:
             call()
         assert time.monotonic() - start < 3.0
         # Encrypt carries the plaintext in its query string: never in the error
-        _assert_clean(info.value, key)
+        assert_clean(info.value, key)
 
 
 def test_closed_port(alikms: KmsEnv, closed_port: int) -> None:
@@ -206,7 +194,7 @@ def test_ring_errors_carry_codes_not_keys(alikms: KmsEnv) -> None:
     key, recipients = ring.new_data_key(CTX)
     with pytest.raises(KeyAccessError, match="InvalidCiphertext") as info:
         ring.open_data_key(recipients, {"x": "y"})
-    for form in _secret_forms(key):
+    for form in secret_forms(key):
         assert form not in str(info.value) and form not in repr(info.value)
 
 

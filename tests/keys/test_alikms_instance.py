@@ -23,6 +23,7 @@ from envstore.keys import get_provider
 from envstore.keys.alikms_instance import AliKmsInstanceProvider
 from envstore.keys.base import WrappedKey, canonical_context
 from envstore.keys.ring import KeyRing
+from tests.keys.leaks import assert_clean, secret_forms
 from tests.servers.dkms_server import DkmsServer
 
 if TYPE_CHECKING:
@@ -37,18 +38,6 @@ pytestmark = [
 CTX = {"bucket": "b", "path": "t/x.parquet"}
 
 
-def _secret_forms(key: bytes | bytearray) -> list[str]:
-    raw = bytes(key)
-    return [raw.hex(), base64.b64encode(raw).decode(), repr(raw), repr(bytearray(raw))]
-
-
-def _assert_clean(exc: BaseException, key: bytes | bytearray) -> None:
-    text = f"{exc}\n{exc!r}"
-    for form in _secret_forms(key):
-        assert form not in text
-    assert exc.__cause__ is None and exc.__context__ is None
-
-
 @pytest.mark.parametrize("protocol", ["https", "http"])
 def test_generate_and_unwrap(alikms_instance: KmsEnv, protocol: str) -> None:
     server: DkmsServer = alikms_instance.server
@@ -61,7 +50,7 @@ def test_generate_and_unwrap(alikms_instance: KmsEnv, protocol: str) -> None:
     assert p.matches(wrapped)
     assert p.unwrap(wrapped, dict(reversed(list(CTX.items())))) == key
     assert alikms_instance.calls("GenerateDataKey") == 1 and alikms_instance.calls("Decrypt") == 1
-    for form in _secret_forms(key):
+    for form in secret_forms(key):
         assert form not in repr(p) and form not in repr(wrapped)
 
 
@@ -112,7 +101,7 @@ def test_wrong_context(alikms_instance: KmsEnv) -> None:
     key, wrapped = p.generate_data_key(CTX)
     with pytest.raises(KeyAccessError, match="InvalidCiphertext") as info:
         p.unwrap(wrapped, {**CTX, "path": "other"})
-    _assert_clean(info.value, key)
+    assert_clean(info.value, key)
     with pytest.raises(KeyAccessError, match="InvalidCiphertext"):
         p.unwrap(wrapped, {})
     bad_iv = WrappedKey(wrapped.provider, wrapped.key_id, wrapped.blob, {"alg": "AES_GCM"})
@@ -198,7 +187,7 @@ def test_kms_down(tmp_path: Path) -> None:
         with pytest.raises(KeyAccessError, match=r"ConnectionError.*gave up") as info:
             call()
         assert time.monotonic() - start < 3.0
-        _assert_clean(info.value, key)
+        assert_clean(info.value, key)
 
 
 def test_closed_port_and_tls_errors(alikms_instance: KmsEnv, closed_port: int) -> None:

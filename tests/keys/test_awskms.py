@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import pickle
 import time
 from pathlib import Path
@@ -19,23 +18,12 @@ from envstore.keys import get_provider
 from envstore.keys.awskms import AwsKmsProvider
 from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
+from tests.keys.leaks import assert_clean, secret_forms
 
 if TYPE_CHECKING:
     from tests.keys.conftest import AwsKmsEnv
 
 CTX = {"bucket": "b", "path": "t/x.parquet"}
-
-
-def _secret_forms(key: bytes | bytearray) -> list[str]:
-    raw = bytes(key)
-    return [raw.hex(), base64.b64encode(raw).decode(), repr(raw), repr(bytearray(raw))]
-
-
-def _assert_clean(exc: BaseException, key: bytes | bytearray) -> None:
-    text = f"{exc}\n{exc!r}"
-    for form in _secret_forms(key):
-        assert form not in text
-    assert exc.__cause__ is None and exc.__context__ is None
 
 
 def test_generate_and_unwrap(awskms: AwsKmsEnv) -> None:
@@ -48,7 +36,7 @@ def test_generate_and_unwrap(awskms: AwsKmsEnv) -> None:
     assert p.matches(wrapped)
     assert p.unwrap(wrapped, dict(reversed(list(CTX.items())))) == key
     assert wire.calls == {"GenerateDataKey": 1, "Decrypt": 1}
-    for form in _secret_forms(key):
+    for form in secret_forms(key):
         assert form not in repr(p) and form not in repr(wrapped)
 
 
@@ -75,7 +63,7 @@ def test_wrong_or_missing_context(awskms: AwsKmsEnv) -> None:
     key, wrapped = p.generate_data_key(CTX)
     with pytest.raises(KeyAccessError, match="InvalidCiphertextException") as info:
         p.unwrap(wrapped, {**CTX, "path": "other"})
-    _assert_clean(info.value, key)
+    assert_clean(info.value, key)
     assert "request id " in str(info.value) and "request id none" not in str(info.value)
     with pytest.raises(KeyAccessError, match="InvalidCiphertextException"):
         p.unwrap(wrapped, {})
@@ -129,7 +117,7 @@ def test_kms_down(awskms: AwsKmsEnv, closed_port: int) -> None:
         with pytest.raises(KeyAccessError, match=r"ConnectionError.*gave up") as info:
             call()
         assert time.monotonic() - start < 3.0
-        _assert_clean(info.value, key)
+        assert_clean(info.value, key)
 
 
 def test_wrap_adds_a_recipient(awskms: AwsKmsEnv, key_uri: str) -> None:
