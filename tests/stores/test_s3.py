@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,32 +21,9 @@ from envstore.errors import ConfigError, FormatError, IntegrityError, NotEncrypt
 from envstore.format import CHUNK, MAGIC, PREFIX, WIRE_CHUNK, body_size
 from envstore.keys.local import keygen
 from envstore.stores.s3 import DEFAULT_PART_SIZE, S3Store
+from tests.stores.common import ENVELOPE_KEYS, frame, payload
 
 MiB = 1 << 20
-ENVELOPE_KEYS = {
-    "envstore-version",
-    "envstore-suite",
-    "envstore-salt",
-    "envstore-commitment",
-    "envstore-key-1",
-}
-
-
-def _data(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def _frame(n: int = 20_000) -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    return pd.DataFrame(
-        {
-            "a": np.arange(n),
-            "b": rng.normal(size=n),
-            "c": [f"name-{i % 97}" for i in range(n)],
-            "d": rng.integers(0, 10, size=n),
-            "e": rng.normal(size=n),
-        }
-    )
 
 
 def _ops(rec: Any) -> list[str]:
@@ -77,7 +53,7 @@ def _check_stored(s3: Any, name: str, plain: bytes, sized: bool) -> dict[str, An
 def test_round_trip_single_put(s3, count_requests, n: int) -> None:
     fs = s3.efs()
     rec = count_requests(fs)
-    data = _data(n, n)
+    data = payload(n, n)
     fs.pipe_file(s3.path("piped"), data)
     assert _ops(rec) == ["PutObject"]
     rec.clear()
@@ -102,7 +78,7 @@ def test_multipart_streaming_round_trip(s3, count_requests) -> None:
     fs = s3.efs(s3={"default_block_size": 5 * MiB})
     assert fs.store.part_size == 5 * MiB
     assert s3.efs().store.part_size == DEFAULT_PART_SIZE
-    data = _data(13 * MiB + 777)
+    data = payload(13 * MiB + 777)
     rec = count_requests(fs)
     with fs.open(s3.path("big"), "wb") as f:
         step = MiB + 3
@@ -130,7 +106,7 @@ def test_exactly_one_part_is_one_put(s3, count_requests) -> None:
     assert body_size(n) == 5 * MiB
     rec = count_requests(fs)
     for name, size in (("one", n), ("two", n + 1)):
-        data = _data(size)
+        data = payload(size)
         with fs.open(s3.path(name), "wb") as f:
             f.write(data)
         assert fs.cat_file(s3.path(name)) == data
@@ -141,7 +117,7 @@ def test_exactly_one_part_is_one_put(s3, count_requests) -> None:
 
 def test_random_ranges(s3, count_requests) -> None:
     fs = s3.efs(s3={"default_block_size": 5 * MiB})
-    objects = {"small": _data(200_000, 1), "big": _data(11 * MiB + 5, 2)}
+    objects = {"small": payload(200_000, 1), "big": payload(11 * MiB + 5, 2)}
     for name, data in objects.items():
         fs.pipe_file(s3.path(name), data)
     rng = random.Random(7)
@@ -172,7 +148,7 @@ def test_random_ranges(s3, count_requests) -> None:
 
 def test_pandas_parquet_and_csv(s3) -> None:
     so = s3.storage_options()
-    df = _frame()
+    df = frame()
     url = s3.url("t.parquet")
     df.to_parquet(url, storage_options=so, row_group_size=5000)
     raw = s3.raw("t.parquet")
@@ -195,7 +171,7 @@ def test_pyarrow_dataset_over_prefix(s3) -> None:
     import pyarrow.dataset as ds
 
     fs = s3.efs()
-    df = _frame(9000)
+    df = frame(9000)
     for i in range(3):
         with fs.open(s3.path(f"ds/part-{i}.parquet"), "wb") as f:
             df.iloc[i * 3000 : (i + 1) * 3000].to_parquet(f)
@@ -210,7 +186,7 @@ def test_dask_processes_scheduler(s3) -> None:
     dask = pytest.importorskip("dask")
     dd = pytest.importorskip("dask.dataframe")
     so = s3.storage_options()
-    df = _frame(12_000)
+    df = frame(12_000)
     url = s3.url("dd")
     with dask.config.set(scheduler="processes", num_workers=2):
         dd.from_pandas(df, npartitions=4).to_parquet(url, storage_options=so, write_index=False)
@@ -226,7 +202,7 @@ def test_dask_distributed_cluster(s3) -> None:
     distributed = pytest.importorskip("distributed")
     dd = pytest.importorskip("dask.dataframe")
     so = s3.storage_options()
-    df = _frame(8000)
+    df = frame(8000)
     url = s3.url("dist")
     with (
         distributed.LocalCluster(
@@ -252,7 +228,7 @@ class Boom(Exception):
 def test_writer_failing_mid_stream_leaves_nothing(s3, count_requests, exc: type) -> None:
     fs = s3.efs(s3={"default_block_size": 5 * MiB})
     rec = count_requests(fs)
-    chunk = _data(MiB)
+    chunk = payload(MiB)
     with pytest.raises(exc), fs.open(s3.path("x"), "wb") as f:
         for _ in range(16):
             f.write(chunk)
@@ -266,7 +242,7 @@ def test_writer_failing_mid_stream_leaves_nothing(s3, count_requests, exc: type)
 
 def test_abandoned_writer_and_server_error_leave_nothing(s3) -> None:
     fs = s3.efs(s3={"default_block_size": 5 * MiB})
-    chunk = _data(MiB)
+    chunk = payload(MiB)
     f = fs.open(s3.path("gc"), "wb")
     for _ in range(12):
         f.write(chunk)
@@ -301,7 +277,7 @@ def test_object_without_envelope(s3) -> None:
 
 def test_envelope_swapped_between_objects(s3) -> None:
     fs = s3.efs()
-    a, b = _data(5 * CHUNK, 1), _data(5 * CHUNK, 2)
+    a, b = payload(5 * CHUNK, 1), payload(5 * CHUNK, 2)
     for name, data in (("a", a), ("b", b)):
         with fs.open(s3.path(name), "wb") as f:  # streamed: no size field
             f.write(data)
@@ -323,7 +299,7 @@ def test_envelope_swapped_between_objects(s3) -> None:
 
 def test_truncated_body(s3) -> None:
     fs = s3.efs()
-    data = _data(4 * CHUNK + 100)
+    data = payload(4 * CHUNK + 100)
     with fs.open(s3.path("t"), "wb") as f:
         f.write(data)
     raw, meta = s3.raw("t"), s3.head("t")["Metadata"]
@@ -342,7 +318,7 @@ def test_truncated_body(s3) -> None:
 
 def test_envelope_over_two_kilobytes(s3, tmp_path: Path, count_requests) -> None:
     uris = [f"local://{keygen(tmp_path / 'many' / f'k{i}.key')}" for i in range(16)]
-    data = _data(3 * CHUNK + 5)
+    data = payload(3 * CHUNK + 5)
     strict = s3.efs(key_uri=uris, placement="metadata")
     with pytest.raises(FormatError, match="2048"):
         strict.pipe_file(s3.path("strict"), data)
@@ -368,7 +344,7 @@ def test_envelope_over_two_kilobytes(s3, tmp_path: Path, count_requests) -> None
 
 def test_copy_and_move_keep_envelope(s3, count_requests) -> None:
     fs = s3.efs()
-    data = _data(100_000)
+    data = payload(100_000)
     fs.pipe_file(s3.path("a"), data)
     rec = count_requests(fs)
     fs.cp_file(s3.path("a"), s3.path("b"))
@@ -386,7 +362,7 @@ def test_multipart_copy_keeps_envelope(s3, count_requests) -> None:
     fs = s3.efs(s3={"default_block_size": 5 * MiB})
     fs.store.copy_threshold = 6 * MiB
     fs.store.copy_part_size = 5 * MiB
-    data = _data(12 * MiB + 9)
+    data = payload(12 * MiB + 9)
     fs.pipe_file(s3.path("a"), data)
     rec = count_requests(fs)
     fs.cp_file(s3.path("a"), s3.path("b"))
@@ -406,7 +382,7 @@ def test_copy_over_150_mib_keeps_envelope(s3, count_requests) -> None:
     envstore's copy stays one CopyObject (up to 5 GiB) with the metadata."""
     fs = s3.efs()
     n = 151 * MiB
-    block = _data(MiB, 9)
+    block = payload(MiB, 9)
     with fs.open(s3.path("big"), "wb") as f:
         for _ in range(151):
             f.write(block)
@@ -425,7 +401,7 @@ def test_multipart_copy_failure_aborts(s3, count_requests, monkeypatch) -> None:
     fs = s3.efs()
     fs.store.copy_threshold = 1 * MiB
     fs.store.copy_part_size = 5 * MiB
-    data = _data(11 * MiB)
+    data = payload(11 * MiB)
     fs.pipe_file(s3.path("a"), data)
     real = fs.fs._call_s3
 
@@ -452,7 +428,7 @@ def test_set_recipients_rewraps_in_place(s3, other_key_uri: str, multipart: bool
     if multipart:
         fs.store.copy_threshold = 1 * MiB
         fs.store.copy_part_size = 5 * MiB
-    data = _data(6 * MiB + 3 if multipart else 70_000)
+    data = payload(6 * MiB + 3 if multipart else 70_000)
     fs.pipe_file(s3.path("a"), data)
     s3.client.copy_object(  # other user metadata and the content type survive a rewrap
         Bucket=s3.bucket,
@@ -502,7 +478,7 @@ def test_top_level_s3_options_rejected_with_the_right_shape(s3) -> None:
 
 def test_read_parquet_costs_one_head_per_object(s3, count_requests) -> None:
     so = s3.storage_options()
-    df = _frame(50_000)
+    df = frame(50_000)
     url = s3.url("t.parquet")
     df.to_parquet(url, storage_options=so, row_group_size=10_000)
     dd_url = s3.url("parts")
@@ -529,7 +505,7 @@ def test_read_parquet_costs_one_head_per_object(s3, count_requests) -> None:
 
 def test_mid_object_range_is_range_exact(s3, count_requests) -> None:
     fs = s3.efs()
-    data = _data(8 * MiB)
+    data = payload(8 * MiB)
     fs.pipe_file(s3.path("a"), data)
     start = 3 * MiB + 12_345
     limit = MiB + 2 * WIRE_CHUNK + PREFIX
@@ -548,7 +524,7 @@ def test_mid_object_range_is_range_exact(s3, count_requests) -> None:
 
 def test_sequential_scans_read_ahead(s3, count_requests, tmp_path: Path) -> None:
     fs = s3.efs()
-    data = _data(6 * MiB + 5)
+    data = payload(6 * MiB + 5)
     fs.pipe_file(s3.path("a"), data)
     stored = body_size(len(data))
 
@@ -588,7 +564,7 @@ def test_sequential_scans_read_ahead(s3, count_requests, tmp_path: Path) -> None
 def test_read_ahead_random_walk(s3, depth: int) -> None:
     """Sequential runs, jumps back and forth, unaligned sizes: always the right bytes."""
     fs = s3.efs()
-    data = _data(3 * MiB + 777, 5)
+    data = payload(3 * MiB + 777, 5)
     fs.pipe_file(s3.path("a"), data)
     reader = s3.efs()
     reader.store.readahead_max = 200_000  # many read-ahead spans and hand-overs
@@ -607,7 +583,7 @@ def test_listing_sizes_need_no_head(s3, count_requests) -> None:
     fs = s3.efs()
     sizes = {"a": 0, "b": 1, "c": 20_000, "sub/d": 70_000}
     for name, n in sizes.items():
-        fs.pipe_file(s3.path(name), _data(n))
+        fs.pipe_file(s3.path(name), payload(n))
     fresh = s3.efs()
     rec = count_requests(fresh)
     listed = {e["name"]: e for e in fresh.ls(s3.root, detail=True)}
