@@ -45,9 +45,11 @@ from envstore.format import (
     header_length,
     plain_size,
 )
+from envstore.keys import scheme_of
 from envstore.keys.base import WrappedKey, canonical_context
 from envstore.keys.local import default_key_path, default_key_uri
 from envstore.keys.ring import KeyRing, parse_key_cache
+from envstore.keys.uri import looks_like_key, safe_uri
 from envstore.stores import Head, Store, inner_filesystem, store_for
 from envstore.stores.base import entry_token
 from envstore.stores.local import TEMP_PREFIX
@@ -66,11 +68,15 @@ MAX_CONTEXT_BYTES = 3072
 
 
 def _key_uri_list(value: object, name: str) -> list[str]:
+    """The URIs of a ``key_uri``/``decrypt_key_uris`` option, each checked (scheme_of) before
+    it is kept: a rejected URI (e.g. a pasted key) never reaches a repr or a pickle."""
     if value is None:
         return []
     if isinstance(value, str):
-        return [value]
+        value = [value]
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        for uri in value:
+            scheme_of(uri)
         return list(value)
     raise ConfigError(f"{name} must be a key URI string or a list of them")
 
@@ -124,7 +130,10 @@ class EnvstoreFileSystem(ChainedFileSystem):
         key_cache: Mapping[str, float] | bool | None = None,
         **kwargs: Any,
     ) -> None:
-        unknown = sorted(set(kwargs) - _BASE_OPTIONS)
+        unknown = sorted(
+            "<a value that looks like a key>" if looks_like_key(k) else k
+            for k in set(kwargs) - _BASE_OPTIONS
+        )
         if unknown:
             inner = target_protocol or (fs.protocol if fs is not None else "s3")
             inner = inner[0] if isinstance(inner, (tuple, list)) else inner
@@ -180,7 +189,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return self.fs._parent(path)
 
     def __repr__(self) -> str:
-        return f"<EnvstoreFileSystem over {self.fs!r} keys={self.key_uris}>"
+        return f"<EnvstoreFileSystem over {self.fs!r} keys={[safe_uri(u) for u in self.key_uris]}>"
 
     # -- keys --------------------------------------------------------------------------------
     @property

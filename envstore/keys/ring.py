@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys import get_provider
 from envstore.keys.base import KeyProvider, WrappedKey, canonical_context
+from envstore.keys.uri import safe_uri
 
 _CACHE_LIMITS = {"max_age": float, "max_objects": int, "max_bytes": int, "max_entries": int}
 _DEFAULT_CACHE = {
@@ -85,7 +86,9 @@ class KeyRing:
         self._reads: OrderedDict[tuple[bytes, tuple[str, ...]], tuple[bytes, float]] = OrderedDict()
 
     def __repr__(self) -> str:
-        return f"<KeyRing keys={self.key_uris} decrypt={self.decrypt_key_uris}>"
+        keys = [safe_uri(u) for u in self.key_uris]
+        decrypt = [safe_uri(u) for u in self.decrypt_key_uris]
+        return f"<KeyRing keys={keys} decrypt={decrypt}>"
 
     def __reduce__(self):
         raise TypeError("KeyRing must not be pickled")
@@ -161,7 +164,7 @@ class KeyRing:
                 try:
                     key = provider.unwrap(wrapped, context)
                 except KeyAccessError as exc:
-                    errors.append(f"{uri}: {exc}")
+                    errors.append(f"{safe_uri(uri)}: {exc}")
                     continue
                 except IntegrityError as exc:  # another recipient may still be intact
                     altered.append(str(exc))
@@ -171,7 +174,8 @@ class KeyRing:
                 return key
         wrapped_for = ", ".join(f"{r.provider}:{r.key_id}" for r in recipients)
         if not tried:
-            configured = ", ".join(self.key_uris + self.decrypt_key_uris) or "none"
+            configured = ", ".join(safe_uri(u) for u in self.key_uris + self.decrypt_key_uris)
+            configured = configured or "none"
             raise KeyAccessError(
                 f"object is wrapped for {wrapped_for}; none of the configured keys "
                 f"({configured}) is one of them (add it to key_uri or decrypt_key_uris)"
