@@ -107,7 +107,7 @@ def test_rejections_describe_scheme_and_length() -> None:
         get_provider(f"env://{B64}")
     with pytest.raises(ConfigError, match="without a known scheme"):
         get_provider(f"local:{B64}")
-    with pytest.raises(ConfigError, match="unknown key URI scheme.*'gcpkms'"):
+    with pytest.raises(ConfigError, match=r"unknown key URI scheme.*'gcpkms'"):
         get_provider("gcpkms://k")
     assert describe_uri(None) == "a NoneType (not a key URI string)"
 
