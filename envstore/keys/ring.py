@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys import get_provider
@@ -59,11 +59,17 @@ def parse_key_cache(value: object) -> dict[str, float] | None:
 
 @dataclass
 class _WriteEntry:
-    key: bytes
+    key: bytes = field(repr=False)  # never in a repr (logs, debuggers, error reports)
     recipients: tuple[WrappedKey, ...]
     created: float
     objects: int = 0
     nbytes: int = 0
+
+
+@dataclass
+class _ReadEntry:
+    key: bytes = field(repr=False)
+    created: float
 
 
 class KeyRing:
@@ -83,7 +89,7 @@ class KeyRing:
         self._providers: dict[str, KeyProvider] = {}
         self._lock = threading.Lock()
         self._writes: dict[bytes, _WriteEntry] = {}
-        self._reads: OrderedDict[tuple[bytes, tuple[str, ...]], tuple[bytes, float]] = OrderedDict()
+        self._reads: OrderedDict[tuple[bytes, tuple[str, ...]], _ReadEntry] = OrderedDict()
 
     def __repr__(self) -> str:
         keys = [safe_uri(u) for u in self.key_uris]
@@ -149,9 +155,9 @@ class KeyRing:
         if self.cache is not None:
             with self._lock:
                 hit = self._reads.get(token)
-                if hit is not None and time.monotonic() - hit[1] < self.cache["max_age"]:
+                if hit is not None and time.monotonic() - hit.created < self.cache["max_age"]:
                     self._reads.move_to_end(token)
-                    return bytearray(hit[0])
+                    return bytearray(hit.key)
         errors: list[str] = []
         altered: list[str] = []
         tried = False
@@ -187,7 +193,7 @@ class KeyRing:
     def _remember(self, token: tuple[bytes, tuple[str, ...]], key: bytearray) -> None:
         assert self.cache is not None
         with self._lock:
-            self._reads[token] = (bytes(key), time.monotonic())
+            self._reads[token] = _ReadEntry(bytes(key), time.monotonic())
             self._reads.move_to_end(token)
             while len(self._reads) > self.cache["max_entries"]:
                 self._reads.popitem(last=False)
