@@ -50,6 +50,7 @@ from envstore.keys.base import WrappedKey, canonical_context
 from envstore.keys.local import default_key_path, default_key_uri
 from envstore.keys.ring import KeyRing, parse_key_cache
 from envstore.keys.uri import looks_like_key, safe_uri
+from envstore.paths import check_inner_protocol, require_object
 from envstore.stores import Head, Store, inner_filesystem, store_for
 from envstore.stores.base import entry_token
 from envstore.stores.local import TEMP_PREFIX
@@ -180,7 +181,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
     def _strip_inner(self, path: Any) -> Any:
         if isinstance(path, list):
             return [self._strip_inner(p) for p in path]
-        return self.fs._strip_protocol(type(self)._strip_protocol(path))
+        outer = type(self)._strip_protocol(path)
+        check_inner_protocol(outer, self.fs)  # never a silent wrong target (paths.py)
+        return self.fs._strip_protocol(outer)
 
     def unstrip_protocol(self, name: str) -> str:
         return "envstore::" + self.fs.unstrip_protocol(name)
@@ -255,7 +258,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return Located(path, env, placement, offset, head.size, plain, head.token)
 
     def _reader(self, path: str) -> ObjectReader:
-        return ObjectReader(self.store, self.ring, self._locate(self._strip_protocol(path)))
+        located = self._locate(require_object(self._strip_protocol(path), path))
+        return ObjectReader(self.store, self.ring, located)
 
     def _forget(self, path: str) -> None:
         self.store.forget(path)
@@ -334,10 +338,11 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return self.fs.isdir(self._strip_protocol(path))
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        self.fs.mkdir(self._strip_protocol(path), create_parents=create_parents, **kwargs)
+        inner = require_object(self._strip_protocol(path), path)
+        self.fs.mkdir(inner, create_parents=create_parents, **kwargs)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
-        self.fs.makedirs(self._strip_protocol(path), exist_ok=exist_ok)
+        self.fs.makedirs(require_object(self._strip_protocol(path), path), exist_ok=exist_ok)
 
     def rmdir(self, path: str) -> None:
         self.fs.rmdir(self._strip_protocol(path))
@@ -521,6 +526,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         **kwargs: Any,
     ) -> None:
         """Decrypt to a local file (written aside and renamed: no partial file on failure)."""
+        require_object(self._strip_protocol(rpath), rpath)
         if outfile is None and fsspec.utils.isfilelike(lpath):
             outfile = lpath
         if outfile is None and self.isdir(rpath):
@@ -559,7 +565,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
     def _writer(
         self, path: str, size: int | None = None, block_size: int | None = None
     ) -> EnvstoreWriteFile:
-        path = self._strip_protocol(path)
+        path = require_object(self._strip_protocol(path), path)
         ring = self.ring
         key, recipients = ring.new_data_key(self.context)
         try:

@@ -23,6 +23,7 @@ from envstore.format import CHUNK
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
+from envstore.paths import require_object
 
 __all__ = ["download", "inspect", "open_url", "rewrap", "upload", "verify"]
 
@@ -121,6 +122,7 @@ def upload(
     Returns the written paths.
     """
     fs, root = open_url(url, **options)
+    require_object(root, url)  # envstore::s3:// would put files into buckets named after them
     lpath = os.fspath(lpath)
     if os.path.isdir(lpath):
         if not recursive:
