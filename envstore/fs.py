@@ -52,7 +52,7 @@ from envstore.keys.ring import KeyRing, parse_key_cache
 from envstore.keys.uri import looks_like_key, safe_uri
 from envstore.paths import check_inner_protocol, require_object
 from envstore.stores import Head, Store, inner_filesystem, store_for
-from envstore.stores.base import entry_token
+from envstore.stores.base import DEFAULT_READ_DEADLINE, entry_token
 from envstore.stores.local import TEMP_PREFIX
 
 __all__ = ["EnvstoreFileSystem"]
@@ -82,6 +82,15 @@ def _key_uri_list(value: object, name: str) -> list[str]:
     raise ConfigError(f"{name} must be a key URI string or a list of them")
 
 
+def _check_deadline(value: object) -> float | None:
+    """The ``read_deadline`` option: seconds (> 0) or None (no deadline)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError("read_deadline must be a number of seconds > 0, or None")
+    return float(value)
+
+
 def _check_context(context: object) -> dict[str, str]:
     if context is None:
         return {}
@@ -109,7 +118,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
     ``key_uri`` (str or list: every object's data key is wrapped for each),
     ``decrypt_key_uris`` (more keys accepted when reading), ``context`` (encryption context),
     ``placement`` (``auto``/``metadata``/``header``), ``kms_options`` (per key-URI scheme),
-    ``key_cache`` (data-key cache limits, off by default); ``target_protocol`` +
+    ``key_cache`` (data-key cache limits, off by default), ``read_deadline`` (seconds one read
+    request to a remote store may take, retries included; None: no limit); ``target_protocol`` +
     ``target_options`` or ``fs`` name the inner filesystem.
     """
 
@@ -129,6 +139,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         placement: str = "auto",
         kms_options: Mapping[str, Mapping[str, Any]] | None = None,
         key_cache: Mapping[str, float] | bool | None = None,
+        read_deadline: float | None = DEFAULT_READ_DEADLINE,
         **kwargs: Any,
     ) -> None:
         unknown = sorted(
@@ -140,8 +151,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
             inner = inner[0] if isinstance(inner, (tuple, list)) else inner
             raise ConfigError(
                 f"unknown envstore option(s) {unknown}. envstore takes key_uri, "
-                "decrypt_key_uris, context, placement, kms_options, key_cache; options of the "
-                f"inner filesystem go under its protocol name, e.g. storage_options="
+                "decrypt_key_uris, context, placement, kms_options, key_cache, read_deadline; "
+                "options of the inner filesystem go under its protocol name, e.g. storage_options="
                 f'{{"key_uri": ..., "{inner}": {{{", ".join(f"{k!r}: ..." for k in unknown)}}}}}'
             )
         super().__init__(**kwargs)
@@ -155,6 +166,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
             raise ConfigError('kms_options must be a dict per scheme, e.g. {"awskms": {...}}')
         self.fs = fs
         self.store: Store = store_for(fs)
+        self.store.read_deadline = _check_deadline(read_deadline)
         self.key_uris = _key_uri_list(key_uri, "key_uri")
         if len(self.key_uris) > MAX_RECIPIENTS:
             raise ConfigError(f"at most {MAX_RECIPIENTS} key URIs (recipients) per object")
