@@ -53,6 +53,7 @@ from envstore.keys.uri import looks_like_key, safe_uri
 from envstore.paths import check_inner_protocol, require_object
 from envstore.stores import Head, Store, inner_filesystem, store_for
 from envstore.stores.base import DEFAULT_READ_DEADLINE, entry_token
+from envstore.stores.failures import translating
 from envstore.stores.local import TEMP_PREFIX
 
 __all__ = ["EnvstoreFileSystem"]
@@ -723,3 +724,28 @@ class EnvstoreFileSystem(ChainedFileSystem):
         except BaseException:
             sink.discard()
             raise
+
+
+# -- backend failures -> builtin OSErrors ---------------------------------------------------
+# Namespace operations go to the inner filesystem directly; a transport failure there (an
+# unreachable endpoint, a reset) leaves as ConnectionError / TimeoutError / OSError with the
+# original chained, as it does from the store adapters (envstore.stores.failures).
+def _path_arg(fs: EnvstoreFileSystem, path: Any = "", *args: Any, **kwargs: Any) -> str:
+    return str(path)
+
+
+for _name in (
+    "ls",
+    "find",
+    "exists",
+    "lexists",
+    "isdir",
+    "mkdir",
+    "makedirs",
+    "rmdir",
+    "rm_file",
+    "rm",
+    "modified",
+    "created",
+):
+    setattr(EnvstoreFileSystem, _name, translating(_path_arg)(getattr(EnvstoreFileSystem, _name)))

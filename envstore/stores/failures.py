@@ -138,9 +138,9 @@ def translate(exc: BaseException, path: str, operation: str = "") -> OSError | N
     for cls, builtin, code, phrase in _table():
         if isinstance(exc, cls):
             detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            what = f"{operation} {path}" if operation else str(path)
-            text = f"{what}: {phrase} ({type(exc).__name__}{': ' + detail if detail else ''})"
-            return builtin(code, text, str(path))
+            cause = f"{type(exc).__name__}{': ' + detail if detail else ''}"
+            text = f"{phrase} ({operation + '; ' if operation else ''}{cause})"
+            return builtin(code, text, str(path))  # the path is the OSError's filename
     return None
 
 
