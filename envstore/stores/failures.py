@@ -85,13 +85,19 @@ FAILURE_TO_EXCEPTION: tuple[tuple[str, type[OSError], int, str], ...] = (
     ),
     ("http.client:IncompleteRead", ConnectionResetError, errno.ECONNRESET, "body cut short"),
     (
+        "botocore.exceptions:FlexibleChecksumError",
+        OSError,
+        errno.EIO,
+        "response checksum mismatch: the body was altered or cut short",
+    ),
+    (
         "botocore.parsers:ResponseParserError",
         OSError,
         errno.EIO,
         "unreadable response from the store",
     ),
     # anything else of the HTTP stacks
-    ("aiohttp:ClientOSError", ConnectionError, errno.ECONNRESET, "connection failed"),
+    ("aiohttp:ClientOSError", ConnectionResetError, errno.ECONNRESET, "connection broken"),
     ("aiohttp:ClientConnectionError", ConnectionError, errno.ECONNRESET, "connection failed"),
     ("botocore.exceptions:HTTPClientError", ConnectionError, errno.ECONNRESET, "HTTP failure"),
     ("botocore.exceptions:ConnectionError", ConnectionError, errno.ECONNRESET, "connection"),
@@ -135,6 +141,11 @@ def translate(exc: BaseException, path: str, operation: str = "") -> OSError | N
     """The builtin OSError for transport failure ``exc`` on ``path``; None: raise it as is."""
     if _is_builtin_oserror(exc):
         return None
+    inner = _wrapped(exc)
+    if inner is not None:  # aiobotocore wraps a reset mid-request as EndpointConnectionError
+        found = translate(inner, path, operation)
+        if found is not None:
+            return found
     for cls, builtin, code, phrase in _table():
         if isinstance(exc, cls):
             detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
@@ -142,6 +153,13 @@ def translate(exc: BaseException, path: str, operation: str = "") -> OSError | N
             text = f"{phrase} ({operation + '; ' if operation else ''}{cause})"
             return builtin(code, text, str(path))  # the path is the OSError's filename
     return None
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    """The transport exception a botocore exception was made from (``kwargs["error"]``)."""
+    kwargs = getattr(exc, "kwargs", None)
+    inner = kwargs.get("error") if isinstance(kwargs, dict) else None
+    return inner if isinstance(inner, BaseException) and inner is not exc else None
 
 
 def translating(path_of: Callable[..., str], operation: str = "") -> Callable[[F], F]:
