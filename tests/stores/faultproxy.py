@@ -245,6 +245,8 @@ class _Relay(BaseHTTPRequestHandler):
 
 
 class _Sink:
+    closed = False
+
     def write(self, data: bytes) -> int:
         return len(data)
 
