@@ -11,7 +11,9 @@ truncates or shortens bodies, or delays responses.  For every fault and operatio
 * writes (single ``PutObject`` and multipart) either succeed, and the object read back with
   boto3 directly is the new one, or raise a clear error, and the object is the old one intact
   (or, when only the answer to a processed request was lost, the new one intact); no
-  multipart upload is left pending.
+  multipart upload is left pending, except one whose CreateMultipartUpload answer was lost
+  (its id never reached the client; ``envstore clean`` or the bucket's
+  AbortIncompleteMultipartUpload lifecycle rule removes it).
 
 The outcome counts are collected in ``TALLY`` and printed at the end of the module (run with
 ``-s`` to see them).  The full matrix is marked slow; a representative subset runs always.
@@ -233,7 +235,18 @@ def run_write(
     else:
         assert now in (OLD, new), "a failed write left a partial or foreign object"
         TALLY[f"write failed, object is {'old' if now == OLD else 'new'}"] += 1
-    assert s3.pending_uploads() == [], "a multipart upload was left pending"
+    pending = s3.pending_uploads()
+    if kind == "create-mpu" and fault in ("reset-after", "truncate"):
+        # the store made an upload whose id never reached the client: nothing can abort it
+        # but a listing (envstore clean) or the AbortIncompleteMultipartUpload lifecycle rule
+        assert len(pending) <= proxy.injected[(kind, fault)]
+        TALLY["orphaned uploads (CreateMultipartUpload answer lost)"] += len(pending)
+        for up in pending:
+            s3.client.abort_multipart_upload(
+                Bucket=s3.bucket, Key=up["Key"], UploadId=up["UploadId"]
+            )
+    else:
+        assert pending == [], "a multipart upload was left pending"
     assert proxy.injected, "the planned fault never happened"
     return result
 
@@ -262,8 +275,8 @@ def test_write_fault_matrix(
 ) -> None:
     size = 100_000 if kind == "put" else 5 * MiB + 4321
     result = run_write(s3, proxy, kind, fault, times, size)
-    if times is None and fault != "delay:0.3":
-        assert result != "ok" or fault == "reset-after"
+    if times is None and fault not in ("delay:0.3", "reset-after", "truncate"):
+        assert result != "ok"  # a fault on every attempt cannot end well
 
 
 # -- backend failures are builtin OSErrors, with the original chained (issue 10 item 14) ------
