@@ -23,6 +23,7 @@ from envstore.format import CHUNK
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
+from envstore.options import target_options_hint
 
 __all__ = ["download", "inspect", "open_url", "rewrap", "upload", "verify"]
 
@@ -38,6 +39,8 @@ def open_url(url: str, **options: Any) -> tuple[EnvstoreFileSystem, str]:
         raise ConfigError(
             f"{url!r} is not an envstore URL (envstore::file://..., envstore::s3://...)"
         )
+    if "target_options" in options or "target_protocol" in options:
+        raise ConfigError(target_options_hint(url))
     fs, path = fsspec.core.url_to_fs(url, **options)
     if not isinstance(fs, EnvstoreFileSystem):
         raise ConfigError(f"{url!r} does not resolve to the envstore filesystem")
