@@ -117,6 +117,8 @@ def split_options(
             unknown.append(name)
     if unknown:
         raise ConfigError(_unknown_message(unknown, target_protocol, fs, _parameters(cls)))
+    for name in ("asynchronous", "loop"):  # envstore drives its inner filesystem synchronously
+        inner.pop(name, None)
     return base, inner
 
 
