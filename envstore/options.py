@@ -112,6 +112,11 @@ def split_options(
         elif name in known_protocols and isinstance(value, Mapping):
             if _from_config(name, value):
                 continue  # config for another inner protocol: not this filesystem's
+            if fs is not None:
+                raise ConfigError(
+                    f"options for {name!r} cannot apply: fs= is an existing filesystem "
+                    "instance (give its options when creating it)"
+                )
             raise ConfigError(_other_protocol_message(name, target_protocol, fs))
         else:
             unknown.append(name)

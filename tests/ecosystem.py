@@ -122,6 +122,9 @@ def duckdb_round_trip(fs: EnvstoreFileSystem, root: str, stored: Callable[[str],
     assert con.sql(q).fetchall() == [(sum(2 * i for i in range(4000, 5000)),)]
     q = f"SELECT * FROM read_csv('envstore://{root}/small.csv')"
     assert con.sql(q).fetchall() == [(7, "seven")]
-    q = f"SELECT filename, count(*) FROM read_parquet('envstore://{root}/*.parquet', filename=true) GROUP BY 1"
+    q = (
+        "SELECT filename, count(*) FROM "
+        f"read_parquet('envstore://{root}/*.parquet', filename=true) GROUP BY 1"
+    )
     assert con.sql(q).fetchall() == [(full, 5000)]
     con.close()

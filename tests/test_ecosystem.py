@@ -27,9 +27,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_xarray_and_zarr_through_a_local_url(tmp_path: Path, key_uri: str) -> None:
     store = tmp_path / "d" / "x.zarr"
-    raw = zarr_round_trip(
-        f"envstore::file://{store}", {"key_uri": key_uri}, lambda: _files(store)
-    )
+    raw = zarr_round_trip(f"envstore::file://{store}", {"key_uri": key_uri}, lambda: _files(store))
     assert all(body.startswith(MAGIC) for body in raw.values())
     assert not [n for n in raw if "envstore-part" in n]  # no leftover temporary files
 
