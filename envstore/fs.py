@@ -135,7 +135,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
             raise ConfigError("give either fs= or target_protocol=, not both")
         # duckdb routes a path to a registered filesystem by its protocols ("<p>://" prefix):
         # "envstore::s3" makes the chained URLs that unstrip_protocol returns its own too
-        self.protocol = (  # type: ignore[misc]
+        self.protocol = (  # type: ignore[assignment]
             "envstore",
             *(f"envstore::{p}" for p in _protocol_names(fs)),
         )

@@ -72,7 +72,7 @@ def _parameters(cls: type | None) -> set[str]:
     if cls is None:
         return set()
     try:
-        params = inspect.signature(cls.__init__).parameters.values()
+        params = inspect.signature(getattr(cls, "__init__")).parameters.values()  # noqa: B009
     except (TypeError, ValueError):
         return set()
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
