@@ -114,11 +114,13 @@ def test_with_ossfs_installed_plain_oss_is_ossfs(tmp_path: Path) -> None:
             "envstore::oss://bucket/k", key_uri="env://K", oss={"endpoint": "http://127.0.0.1:9"}
         )
         print(type(fs.fs).__module__)
+        from envstore.stores import inner_filesystem  # public: plain objects, envstore's class
+        print(type(inner_filesystem("oss", {"endpoint": "http://127.0.0.1:9"})).__module__)
         """,
         tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "envstore.stores.oss"]
+    assert out.stdout.split() == ["True", "envstore.stores.oss", "envstore.stores.oss"]
 
 
 def test_s3fs_missing_names_the_s3_extra(tmp_path: Path) -> None:
