@@ -128,3 +128,31 @@ def duckdb_round_trip(fs: EnvstoreFileSystem, root: str, stored: Callable[[str],
     )
     assert con.sql(q).fetchall() == [(full, 5000)]
     con.close()
+
+
+def sharded_array(url: str, so: dict[str, Any]) -> tuple[Any, int]:
+    """A 256 x 256 float64 array in ONE shard object (256 inner chunks of 16 x 16, no
+    compression): returns (the data, the shard's plaintext size)."""
+    import zarr
+
+    data = np.arange(256 * 256, dtype="f8").reshape(256, 256)
+    a = zarr.create_array(
+        url,
+        storage_options=so,
+        shape=data.shape,
+        chunks=(16, 16),
+        shards=data.shape,
+        dtype="f8",
+        compressors=None,
+        overwrite=True,
+    )
+    a[:] = data
+    return data, data.nbytes
+
+
+def read_inner_chunk(url: str, so: dict[str, Any], data: Any) -> None:
+    """Read a slice inside one inner chunk of the shard (zarr asks for byte ranges)."""
+    import zarr
+
+    b = zarr.open_array(url, storage_options=so, mode="r")
+    np.testing.assert_array_equal(b[100:110, 200:203], data[100:110, 200:203])

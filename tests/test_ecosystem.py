@@ -12,7 +12,13 @@ import fsspec
 import pytest
 
 from envstore.format import MAGIC
-from tests.ecosystem import README, duckdb_round_trip, zarr_round_trip
+from tests.ecosystem import (
+    README,
+    duckdb_round_trip,
+    read_inner_chunk,
+    sharded_array,
+    zarr_round_trip,
+)
 
 pytest.importorskip("zarr", minversion="3")
 pytest.importorskip("xarray")
@@ -30,6 +36,28 @@ def test_xarray_and_zarr_through_a_local_url(tmp_path: Path, key_uri: str) -> No
     raw = zarr_round_trip(f"envstore::file://{store}", {"key_uri": key_uri}, lambda: _files(store))
     assert all(body.startswith(MAGIC) for body in raw.values())
     assert not [n for n in raw if "envstore-part" in n]  # no leftover temporary files
+
+
+def test_a_slice_of_a_zarr_shard_reads_a_few_envstore_chunks(
+    tmp_path: Path, key_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sharding: zarr reads the shard index and one inner chunk by byte range; envstore
+    fetches and authenticates only the 16 KiB chunks those ranges fall in."""
+    from envstore.stores.base import Store
+
+    url, so = f"envstore::file://{tmp_path}/s.zarr", {"key_uri": key_uri}
+    data, size = sharded_array(url, so)
+    fetched: list[int] = []
+    original = Store.read
+
+    def read(self, path, start, end):
+        if "/c/" in path:
+            fetched.append(end - start)
+        return original(self, path, start, end)
+
+    monkeypatch.setattr(Store, "read", read)
+    read_inner_chunk(url, so, data)
+    assert 0 < sum(fetched) < size // 10, fetched  # ~25 KB of a 525 KB shard
 
 
 def test_zarr_options_fsspec_consumers_pass_are_accepted(tmp_path: Path, key_uri: str) -> None:

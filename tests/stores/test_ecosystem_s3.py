@@ -8,7 +8,14 @@ import re
 import fsspec
 import pytest
 
-from tests.ecosystem import chunk_keys, duckdb_round_trip, objects_read, zarr_round_trip
+from tests.ecosystem import (
+    chunk_keys,
+    duckdb_round_trip,
+    objects_read,
+    read_inner_chunk,
+    sharded_array,
+    zarr_round_trip,
+)
 from tests.stores.common import ENVELOPE_KEYS
 
 pytest.importorskip("zarr", minversion="3")
@@ -39,6 +46,17 @@ def test_xarray_and_zarr_through_an_s3_url(s3, count_requests) -> None:
     assert chunk_keys(seen) == {"3/0"}
     gets = [p for (op, _), p in zip(rec.calls, rec.paths, strict=True) if op == "GetObject"]
     assert {m.group(0) for p in gets if (m := re.search(r"t/c/\d+/\d+$", p))} == {"t/c/3/0"}
+
+
+def test_a_slice_of_a_zarr_shard_on_s3_gets_a_few_chunks(s3, count_requests) -> None:
+    so = s3.storage_options()
+    url = s3.url("s.zarr")
+    data, size = sharded_array(url, so)
+    rec = count_requests(fsspec.url_to_fs(url, **so)[0])
+    read_inner_chunk(url, so, data)
+    shard_gets = [r for (op, r), p in zip(rec.calls, rec.paths, strict=True) if op == "GetObject"]
+    assert shard_gets and all(r is not None for r in shard_gets), rec.calls  # ranged GETs
+    assert 0 < rec.received < size // 10, rec.received
 
 
 def test_zarr_s3_options_under_the_protocol_and_async_inner(s3) -> None:
