@@ -24,6 +24,7 @@ from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
 from envstore.options import target_options_hint
+from envstore.stores import EXTRAS, missing_extra
 
 __all__ = ["download", "inspect", "open_url", "rewrap", "upload", "verify"]
 
@@ -41,7 +42,13 @@ def open_url(url: str, **options: Any) -> tuple[EnvstoreFileSystem, str]:
         )
     if "target_options" in options or "target_protocol" in options:
         raise ConfigError(target_options_hint(url))
-    fs, path = fsspec.core.url_to_fs(url, **options)
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except ImportError as exc:  # fsspec resolves the inner protocol first: name our extra
+        inner = url.split("::", 1)[1].split("://", 1)[0]
+        if inner in EXTRAS:
+            raise missing_extra(inner, exc) from None
+        raise
     if not isinstance(fs, EnvstoreFileSystem):
         raise ConfigError(f"{url!r} does not resolve to the envstore filesystem")
     return fs, path

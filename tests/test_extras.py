@@ -131,6 +131,14 @@ def test_s3fs_missing_names_the_s3_extra(tmp_path: Path) -> None:
     code = "import fsspec; fsspec.url_to_fs('envstore::s3://bucket/k', key_uri='env://K')"
     kind, msg = error_of(["s3fs"], code, tmp_path)
     assert (kind, msg) == ("ImportError", "Install s3fs to access S3")
+    # envstore's own entry points (helpers, CLI) name the extra for URLs too
+    code = "import envstore; envstore.inspect('envstore::s3://bucket/k', key_uri='env://K')"
+    kind, msg = error_of(["s3fs"], code, tmp_path)
+    assert kind == "ConfigError" and 'pip install "envstore[s3]"' in msg and "s3fs" in msg, msg
+    cli = "from envstore.cli import main; main(['ls', 'envstore::s3://b/'])"
+    out = run(["s3fs"], cli, tmp_path)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert 'pip install "envstore[s3]"' in out.stderr
 
 
 @pytest.mark.parametrize(

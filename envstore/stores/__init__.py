@@ -31,7 +31,8 @@ EXTRAS: dict[str, str] = {"s3": "s3", "s3a": "s3", "oss": "oss"}
 def missing_extra(protocol: str, exc: ImportError) -> ConfigError:
     """The one-line error for a store whose packages are not installed."""
     extra = EXTRAS.get(protocol)
-    missing = f" ({exc.name} is missing)" if exc.name else f" ({exc})"
+    name = exc.name or getattr(exc.__cause__, "name", None)  # fsspec's "Install s3fs ..."
+    missing = f" ({name} is missing)" if name else f" ({exc})"
     fix = f'pip install "envstore[{extra}]"' if extra else "install its fsspec implementation"
     return ConfigError(f"envstore::{protocol}:// needs extra packages{missing}: {fix}")
 
