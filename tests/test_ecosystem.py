@@ -72,6 +72,26 @@ def test_zarr_options_fsspec_consumers_pass_are_accepted(tmp_path: Path, key_uri
     assert store.fs.sync_fs.protocol[0] == "envstore"
 
 
+def test_zarr_store_built_by_hand(tmp_path: Path, key_uri: str) -> None:
+    """The README's FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), path=...)."""
+    import warnings
+
+    import numpy as np
+    import zarr
+    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+    from zarr.storage import FsspecStore
+
+    fs = fsspec.filesystem("envstore", target_protocol="file", key_uri=key_uri)
+    path = f"{tmp_path}/hand.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. zarr's "not created with asynchronous=True"
+        store = FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), path=path)
+    z = zarr.create_array(store, shape=(10,), chunks=(5,), dtype="i4")
+    z[:] = np.arange(10)
+    assert list(zarr.open_array(store, mode="r")[2:7]) == [2, 3, 4, 5, 6]
+    assert (tmp_path / "hand.zarr" / "c" / "1").read_bytes().startswith(MAGIC)
+
+
 def test_duckdb_reads_and_writes_local_files(tmp_path: Path, key_uri: str) -> None:
     fs = fsspec.filesystem(
         "envstore", target_protocol="file", key_uri=key_uri, skip_instance_cache=True
