@@ -121,7 +121,14 @@ def split_options(
         else:
             unknown.append(name)
     if unknown:
-        raise ConfigError(_unknown_message(unknown, target_protocol, fs, _parameters(cls)))
+        msg = _unknown_message(unknown, target_protocol, fs, _parameters(cls))
+        configured = [n for n in unknown if _from_config(n, kwargs[n])]
+        if configured:
+            msg += (
+                f" ({', '.join(configured)} came from fsspec's config for 'envstore': "
+                "FSSPEC_ENVSTORE* variables or files in FSSPEC_CONFIG_DIR)"
+            )
+        raise ConfigError(msg)
     for name in ("asynchronous", "loop"):  # envstore drives its inner filesystem synchronously
         inner.pop(name, None)
     return base, inner

@@ -110,6 +110,14 @@ def test_fsspec_config_with_nested_inner_options(
     assert mem.cat_file("/cfg/a") == b"x"
 
 
+def test_an_unknown_option_from_fsspec_config_says_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch, key_uri: str
+) -> None:
+    monkeypatch.setitem(fsspec.config.conf, "envstore", {"key_url": key_uri})
+    with pytest.raises(ConfigError, match=r"did you mean 'key_uri'.*key_url came from fsspec"):
+        make(target_protocol="memory")
+
+
 def test_fsspec_config_from_the_environment_in_a_fresh_process(tmp_path: Path, key_uri) -> None:
     """The same through the real environment variable, as on a dask worker."""
     pytest.importorskip("s3fs")
