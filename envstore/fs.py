@@ -222,7 +222,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return located
 
     def _parse(self, path: str, head: Head) -> Located:
-        if has_envelope(head.fields):
+        if head.fields is not None and has_envelope(head.fields):
             env = Envelope.from_fields(head.fields)
             placement, offset = "metadata", 0
         else:
@@ -483,7 +483,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
             except Exception:
                 if on_error != "return":
                     raise
-                blobs = [None] * len(runs)
+                blobs = [None] * len(runs)  # type: ignore[list-item]
             for (p, ws, _we, first, idx), blob in zip(runs, blobs, strict=True):
                 reader = readers[p]
                 assert isinstance(reader, ObjectReader)

@@ -69,6 +69,8 @@ class _Shared(Callback):
     """Per-file callback adding byte counts to a shared one (thread-safe; per-file sizes and
     per-file completion are not forwarded: the shared callback knows the total)."""
 
+    value: int
+
     def __init__(self, parent: Callback, lock: threading.Lock) -> None:
         super().__init__()
         self.parent = parent
@@ -93,7 +95,8 @@ class _Shared(Callback):
 
 def _local_tree(lpath: str) -> tuple[list[str], list[str]]:
     """Files and directories under ``lpath`` (relative, ``/``-separated, sorted)."""
-    files, dirs = [], []
+    files: list[str] = []
+    dirs: list[str] = []
     for root, dirnames, filenames in os.walk(lpath):
         rel = os.path.relpath(root, lpath)
         parts = [] if rel == "." else rel.split(os.sep)

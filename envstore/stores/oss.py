@@ -301,7 +301,7 @@ class OSSFileSystem(AbstractFileSystem):
             try:
                 entry = self.info(path)
             except FileNotFoundError:
-                entry = None
+                entry = None  # type: ignore[assignment]
             if entry is not None and entry["type"] == "file":
                 out[path] = entry
         names = sorted(out)
