@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - the console script without click insta
 from fsspec.callbacks import Callback, NoOpCallback
 
 from envstore import __version__
-from envstore.cli_out import long_line, print_new_key, quiet_exit, stdout_gone
+from envstore.cli_out import echo_result, long_line, print_new_key, quiet_exit, stdout_gone
 from envstore.errors import EnvstoreError
 
 __all__ = ["main"]
@@ -446,9 +446,9 @@ def rewrap(
 
     def report(r: Mapping[str, Any]) -> None:
         if r.get("skipped"):
-            click.echo(f"skipped    {r['path']}  (not envstore-encrypted)")
+            echo_result(f"skipped    {r['path']}  (not envstore-encrypted)")
         else:
-            click.echo(f"{'rewrapped' if r['changed'] else 'unchanged'}  {r['path']}")
+            echo_result(f"{'rewrapped' if r['changed'] else 'unchanged'}  {r['path']}")
 
     opts = _options(kw)
     try:
@@ -487,9 +487,9 @@ def verify(url: str, recursive: bool, jobs: int, **kw: Any) -> None:
     results = run(url, recursive, jobs=jobs, **_options(kw))
     for r in results:
         if r["ok"]:
-            click.echo(f"ok    {r['path']} ({r['size']} bytes)")
+            echo_result(f"ok    {r['path']} ({r['size']} bytes)")
         else:
-            click.echo(f"FAIL  {r['path']}: {r['error']}")
+            echo_result(f"FAIL  {r['path']}: {r['error']}")
     bad = [r["path"] for r in results if not r["ok"]]
     if bad:
         named = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import secrets
 import select
@@ -12,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-__all__ = ["long_line", "print_new_key", "quiet_exit", "stdout_gone"]
+__all__ = ["echo_result", "long_line", "print_new_key", "quiet_exit", "stdout_gone"]
 
 
 def stdout_gone() -> bool:
@@ -29,15 +30,32 @@ def stdout_gone() -> bool:
     return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
 
 
-def quiet_exit() -> NoReturn:
-    """Exit 0 without a message, and without Python's complaint when it flushes stdout at
-    exit: what is left to write goes to /dev/null."""
+def _silence_stdout() -> None:
+    """What is left to write (and Python's flush at exit) goes to /dev/null."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, sys.stdout.fileno())
     finally:
         os.close(devnull)
+
+
+def quiet_exit() -> NoReturn:
+    """Exit 0 without a message, as coreutils do when their reader goes away (``ls``,
+    ``cat``, ``inspect``: the output was the whole point)."""
+    _silence_stdout()
     raise click.exceptions.Exit(0)
+
+
+def echo_result(line: str) -> None:
+    """A result line of a command whose work matters more than its output (``verify``,
+    ``rewrap``): if the reader goes away, the work goes on and decides the exit status (a
+    failed verification still exits 1; a rotation is not cut off half-way)."""
+    try:
+        click.echo(line)
+    except OSError as exc:
+        if exc.errno != errno.EPIPE or not stdout_gone():
+            raise
+        _silence_stdout()
 
 
 def print_new_key(path: str | None) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import envstore
 from envstore.format import body_size
 from envstore.fs import EnvstoreFileSystem
 from tests import test_cli as cli
@@ -214,3 +215,26 @@ def test_keygen_print_refuses_a_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert b"refusing to print a key to a terminal" in proc.stderr
     assert shown == b""
+
+
+def test_a_reader_going_away_does_not_hide_or_cut_work(
+    tmp_path: Path, key_uri: str, other_key_uri: str
+) -> None:
+    """verify and rewrap go on when their reader leaves: the work decides the exit status."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(450):  # result lines far beyond a pipe buffer
+        (src / f"{i:04d}-{'y' * 150}").write_bytes(b"z" * (i % 3))
+    url = f"envstore::file://{tmp_path}/store"
+    envstore.upload(str(src), url, recursive=True, jobs=4, key_uri=key_uri)
+    victim = sorted((tmp_path / "store").iterdir())[400]
+    victim.write_bytes(victim.read_bytes()[:-1])
+    code, first, err = _read_one_line_and_close(tmp_path, "verify", "-r", "--key-uri", key_uri, url)
+    assert first.startswith(b"ok    ")
+    assert code == 1 and victim.name in err.decode() and err.decode().count("\n") == 1
+    victim.unlink()
+    rotate = ["rewrap", "-r", "--key-uri", key_uri, url, "--to", other_key_uri]
+    code, first, err = _read_one_line_and_close(tmp_path, *rotate)
+    assert (code, err) == (0, b"") and first.startswith(b"rewrapped  ")
+    done = script(tmp_path, "verify", "-r", "--key-uri", other_key_uri, url)
+    assert done.returncode == 0 and done.stdout.count("ok    ") == 449  # every object rotated
