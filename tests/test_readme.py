@@ -136,9 +136,7 @@ def test_cli_quickstart_runs_as_written(tmp_path: Path, moto_s3: str) -> None:
     ).create_bucket(Bucket="envstore-test")  # what docker-compose's mc job does
     code = _cli_quickstart()
     assert code.count(MINIO) == 1  # the endpoint is set once
-    lines = [
-        line for line in code.splitlines() if not line.startswith(("pip install", "envstore demo"))
-    ]
+    lines = [line for line in code.splitlines() if not line.startswith("pip install")]
     script = "set -euo pipefail\n" + "\n".join(lines).replace(MINIO, moto_s3) + "\n"
     env = {
         k: v
