@@ -59,9 +59,9 @@ def test_public_api_has_real_signatures_for_mypy(tmp_path: Path) -> None:
 
     # the lazy attributes are the real functions, not Any (older mypy says builtins.str)
     assert "def (lpath: str | os.PathLike[str], url: str, recursive: bool =" in at(3)
-    assert at(3).endswith("-> list[str]\"")
+    assert at(3).endswith('-> list[str]"')
     assert "def (url: str, recursive: bool =, *, jobs: int =" in at(4)
-    assert at(4).endswith("-> list[dict[str, Any]]\"")
+    assert at(4).endswith('-> list[dict[str, Any]]"')
     assert "-> pathlib.Path" in at(5)
     assert "envstore.fs.EnvstoreFileSystem" in at(6)
     assert 'Revealed type is "Any"' not in out
@@ -102,3 +102,16 @@ def test_wheel_ships_py_typed(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("envstore-*.whl")
     assert "envstore/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_runtime_import_stays_lazy() -> None:
+    """The TYPE_CHECKING imports are for type checkers only: `import envstore` stays light."""
+    code = (
+        "import sys, envstore\n"
+        "heavy = [m for m in ('envstore.transfer', 'envstore.fs', 'envstore.keys.local')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert envstore.upload.__module__ == 'envstore.transfer'\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
