@@ -7,14 +7,11 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from envstore.fs import EnvstoreFileSystem
-
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 #: the dataset: 64 x 64 float64, chunks of 16 x 16 -> 16 chunk objects under t/c/<i>/<j>
 SHAPE, CHUNKS = (64, 64), (16, 16)
