@@ -49,7 +49,8 @@ from envstore.keys import scheme_of
 from envstore.keys.base import WrappedKey, canonical_context
 from envstore.keys.local import default_key_path, default_key_uri
 from envstore.keys.ring import KeyRing, parse_key_cache
-from envstore.keys.uri import looks_like_key, safe_uri
+from envstore.keys.uri import safe_uri
+from envstore.options import split_options
 from envstore.paths import check_inner_protocol, require_object
 from envstore.stores import Head, Store, inner_filesystem, store_for
 from envstore.stores.base import DEFAULT_READ_DEADLINE, entry_token
@@ -58,15 +59,16 @@ from envstore.stores.local import TEMP_PREFIX
 
 __all__ = ["EnvstoreFileSystem"]
 
-#: options of AbstractFileSystem itself, accepted and passed on
-_BASE_OPTIONS = frozenset(
-    {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths"}
-)
 _PLACEMENTS = ("auto", "metadata", "header")
 _FIRST_READ = 4096  # first read of a header-placement object: header + body prefix
 _LOCATE_CACHE = 1024
 #: canonical context JSON bytes: its base64url field must fit format.MAX_FIELD characters
 MAX_CONTEXT_BYTES = 3072
+
+
+def _protocol_names(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def _key_uri_list(value: object, name: str) -> list[str]:
@@ -143,24 +145,20 @@ class EnvstoreFileSystem(ChainedFileSystem):
         read_deadline: float | None = DEFAULT_READ_DEADLINE,
         **kwargs: Any,
     ) -> None:
-        unknown = sorted(
-            "<a value that looks like a key>" if looks_like_key(k) else k
-            for k in set(kwargs) - _BASE_OPTIONS
-        )
-        if unknown:
-            inner = target_protocol or (fs.protocol if fs is not None else "s3")
-            inner = inner[0] if isinstance(inner, (tuple, list)) else inner
-            raise ConfigError(
-                f"unknown envstore option(s) {unknown}. envstore takes key_uri, "
-                "decrypt_key_uris, context, placement, kms_options, key_cache, read_deadline; "
-                "options of the inner filesystem go under its protocol name, e.g. storage_options="
-                f'{{"key_uri": ..., "{inner}": {{{", ".join(f"{k!r}: ..." for k in unknown)}}}}}'
-            )
-        super().__init__(**kwargs)
+        # -- options: envstore's, the base class's, consumers', the inner layer's (options.py)
+        base_options, target_options = split_options(kwargs, target_protocol, target_options, fs)
+        super().__init__(**base_options)
         if fs is None:
-            fs = inner_filesystem(target_protocol or "file", target_options or {})
+            fs = inner_filesystem(target_protocol or "file", target_options)
         elif target_protocol is not None:
             raise ConfigError("give either fs= or target_protocol=, not both")
+        # duckdb routes a path to a registered filesystem by its protocols ("<p>://" prefix):
+        # "envstore::s3" makes the chained URLs that unstrip_protocol returns its own too
+        self.protocol = (  # type: ignore[assignment]
+            "envstore",
+            *(f"envstore::{p}" for p in _protocol_names(fs)),
+        )
+        # -- end of option handling
         if placement not in _PLACEMENTS:
             raise ConfigError(f"placement must be one of {_PLACEMENTS}, not {placement!r}")
         if kms_options is not None and not isinstance(kms_options, Mapping):
@@ -247,7 +245,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return located
 
     def _parse(self, path: str, head: Head) -> Located:
-        if has_envelope(head.fields):
+        if head.fields is not None and has_envelope(head.fields):
             env = Envelope.from_fields(head.fields)
             placement, offset = "metadata", 0
         else:
@@ -281,18 +279,25 @@ class EnvstoreFileSystem(ChainedFileSystem):
                 del self._located[token]
 
     # -- plaintext sizes in listings ---------------------------------------------------------
-    def _plain_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def _plain_entry(self, entry: dict[str, Any], exact: bool = False) -> dict[str, Any]:
+        """A file entry with its plaintext ``size``, ``stored_size`` and ``encrypted``: True or
+        False where the store's entry or one read tells, None where a listing without metadata
+        (S3, OSS) gave the size and ``exact`` is off (no request is made to find out)."""
         if entry.get("type") != "file":
             return entry
         out = dict(entry)
         out["stored_size"] = entry.get("size")
+        head: Head | None = Head(int(entry["size"]), None, entry_token(entry))
         size = self.store.listing_plain_size(entry)
         if size is not None:
-            out["size"] = size
-            out["encrypted"] = True
-            return out
+            known = self.store.listing_encrypted(entry)
+            if known is not None or not exact:
+                out["size"] = size
+                out["encrypted"] = known
+                return out
+            head = None  # the metadata (a HEAD, usually cached) tells
         try:
-            loc = self._locate(entry["name"], Head(int(entry["size"]), None, entry_token(entry)))
+            loc = self._locate(entry["name"], head)
         except NotEncryptedError:
             out["encrypted"] = False
         except EnvstoreError as exc:
@@ -314,7 +319,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return entries if detail else [e["name"] for e in entries]
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        return self._plain_entry(self.store.info(self._strip_protocol(path), **kwargs))
+        return self._plain_entry(self.store.info(self._strip_protocol(path), **kwargs), exact=True)
 
     def find(
         self,
@@ -510,7 +515,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
             except Exception:
                 if on_error != "return":
                     raise
-                blobs = [None] * len(runs)
+                blobs = [None] * len(runs)  # type: ignore[list-item]
             for (p, ws, _we, first, idx), blob in zip(runs, blobs, strict=True):
                 reader = readers[p]
                 assert isinstance(reader, ObjectReader)

@@ -18,12 +18,14 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from envstore.errors import ConfigError, EnvstoreError, KeyAccessError
+from envstore.errors import ConfigError, EnvstoreError, KeyAccessError, NotEncryptedError
 from envstore.format import CHUNK
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
+from envstore.options import target_options_hint
 from envstore.paths import require_object
+from envstore.stores import EXTRAS, missing_extra
 
 __all__ = ["download", "inspect", "open_url", "rewrap", "upload", "verify"]
 
@@ -39,7 +41,15 @@ def open_url(url: str, **options: Any) -> tuple[EnvstoreFileSystem, str]:
         raise ConfigError(
             f"{url!r} is not an envstore URL (envstore::file://..., envstore::s3://...)"
         )
-    fs, path = fsspec.core.url_to_fs(url, **options)
+    if "target_options" in options or "target_protocol" in options:
+        raise ConfigError(target_options_hint(url))
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except ImportError as exc:  # fsspec resolves the inner protocol first: name our extra
+        inner = url.split("::", 1)[1].split("://", 1)[0]
+        if inner in EXTRAS:
+            raise missing_extra(inner, exc) from None
+        raise
     if not isinstance(fs, EnvstoreFileSystem):
         raise ConfigError(f"{url!r} does not resolve to the envstore filesystem")
     return fs, path
@@ -70,6 +80,8 @@ class _Shared(Callback):
     """Per-file callback adding byte counts to a shared one (thread-safe; per-file sizes and
     per-file completion are not forwarded: the shared callback knows the total)."""
 
+    value: int
+
     def __init__(self, parent: Callback, lock: threading.Lock) -> None:
         super().__init__()
         self.parent = parent
@@ -94,7 +106,8 @@ class _Shared(Callback):
 
 def _local_tree(lpath: str) -> tuple[list[str], list[str]]:
     """Files and directories under ``lpath`` (relative, ``/``-separated, sorted)."""
-    files, dirs = [], []
+    files: list[str] = []
+    dirs: list[str] = []
     for root, dirnames, filenames in os.walk(lpath):
         rel = os.path.relpath(root, lpath)
         parts = [] if rel == "." else rel.split(os.sep)
@@ -277,6 +290,8 @@ def rewrap(
     recursive: bool = False,
     *,
     replace: bool = True,
+    skip_plain: bool = False,
+    on_object: Callable[[dict[str, Any]], None] | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Wrap each object's data key for ``new_key_uri`` without re-encrypting its data.
@@ -290,15 +305,21 @@ def rewrap(
     them, so an interrupted rewrap can simply be run again.
 
     Returns one ``{"path", "changed"}`` per object (``changed`` is False where the envelope
-    already held exactly the wanted recipients). Stops at the first object that fails.
+    already held exactly the wanted recipients). Stops at the first object that fails. With
+    ``skip_plain``, objects without an envelope are passed over as ``{"path", "changed":
+    False, "skipped": "plain"}`` instead of failing. ``on_object`` is called with each result
+    as soon as that object is done (progress; what changed before a failure).
     """
     new = [new_key_uri] if isinstance(new_key_uri, str) else list(new_key_uri)
     if not new:
         raise ConfigError("rewrap needs at least one new key URI")
     fs, root = open_url(url, **options)
     fallback = KeyRing([], new, fs.kms_options)  # opens objects an earlier run already did
-    results = []
+    results: list[dict[str, Any]] = []
     for path in _objects(fs, root, recursive):
+        if skip_plain and _is_plain(fs, path):
+            _done(results, on_object, {"path": path, "changed": False, "skipped": "plain"})
+            continue
         try:
             loc = fs.envelope(path)
             env = loc.envelope
@@ -325,5 +346,24 @@ def rewrap(
                 fs.set_recipients(path, recipients)
         except EnvstoreError as exc:
             raise _with_path(exc, path) from exc
-        results.append({"path": path, "changed": not unchanged})
+        _done(results, on_object, {"path": path, "changed": not unchanged})
     return results
+
+
+def _is_plain(fs: EnvstoreFileSystem, path: str) -> bool:
+    """No envelope at all (the located envelope is cached: rewrap's own lookup is free)."""
+    try:
+        fs.envelope(path)
+    except NotEncryptedError:
+        return True
+    return False
+
+
+def _done(
+    results: list[dict[str, Any]],
+    on_object: Callable[[dict[str, Any]], None] | None,
+    result: dict[str, Any],
+) -> None:
+    results.append(result)
+    if on_object is not None:
+        on_object(result)

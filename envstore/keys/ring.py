@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys import get_provider
@@ -96,7 +97,7 @@ class KeyRing:
         decrypt = [safe_uri(u) for u in self.decrypt_key_uris]
         return f"<KeyRing keys={keys} decrypt={decrypt}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("KeyRing must not be pickled")
 
     def provider(self, uri: str) -> KeyProvider:

@@ -7,7 +7,7 @@ metadata read), so envstore talks to OSS with oss2 only:
 * :class:`OSSFileSystem` — a small fsspec filesystem on oss2 for the namespace (``ls``,
   ``info``, ``find``, ``rm``, ``mkdir``, ``exists``) and raw ranged reads.  It is what
   ``envstore::oss://bucket/key`` uses as its inner filesystem, whether or not ossfs is
-  installed (the ``oss`` protocol is registered to it only where ossfs is absent).
+  installed.  Plain ``oss://`` URLs are ossfs's (see :mod:`envstore.stores.oss_protocol`).
   Options use the names ossfs users know: ``endpoint``, ``key``, ``secret``, ``token``; when
   absent, ``OSS_ENDPOINT``, ``OSS_ACCESS_KEY_ID``, ``OSS_ACCESS_KEY_SECRET``,
   ``OSS_SESSION_TOKEN`` (or the ``ALIBABA_CLOUD_*`` equivalents) apply.
@@ -48,6 +48,7 @@ from envstore.errors import ConfigError, FormatError, IntegrityError
 from envstore.format import has_envelope, plain_size
 from envstore.stores.base import Head, Store
 from envstore.stores.failures import translate as transport_failure
+from envstore.stores.oss_protocol import strip_oss
 
 __all__ = ["OSSFileSystem", "OssStore"]
 
@@ -160,12 +161,7 @@ class OSSFileSystem(AbstractFileSystem):
     # -- paths and clients -------------------------------------------------------------------
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
-        if isinstance(path, list):
-            return [cls._strip_protocol(p) for p in path]
-        path = str(path)
-        if path.startswith("oss://"):
-            path = path[len("oss://") :]
-        return path.lstrip("/").rstrip("/")
+        return strip_oss(path)
 
     def unstrip_protocol(self, name: str) -> str:
         return "oss://" + self._strip_protocol(name)
@@ -304,7 +300,7 @@ class OSSFileSystem(AbstractFileSystem):
             try:
                 entry = self.info(path)
             except FileNotFoundError:
-                entry = None
+                entry = None  # type: ignore[assignment]
             if entry is not None and entry["type"] == "file":
                 out[path] = entry
         names = sorted(out)
@@ -499,6 +495,8 @@ class OssStore(Store):
         self._heads: OrderedDict[str, _Cached] = OrderedDict()
         self._lock = threading.Lock()
 
+    filesystem_class = OSSFileSystem
+
     @classmethod
     def make_filesystem(cls, options: Mapping[str, Any]) -> OSSFileSystem:
         return OSSFileSystem(**dict(options))
@@ -592,6 +590,16 @@ class OssStore(Store):
             return plain_size(int(size))
         except (IntegrityError, FormatError):
             return None
+
+    def listing_encrypted(self, entry: Mapping[str, Any]) -> bool | None:
+        """As on S3: True only when a cached HEAD of this object shows an envelope."""
+        with self._lock:
+            hit = self._heads.get(str(entry.get("name", "")))
+        if hit is not None and hit.head is not None and hit.head.size == entry.get("size"):
+            same = hit.entry.get("ETag") == entry.get("ETag", hit.entry.get("ETag"))
+            if same and has_envelope(hit.head.fields):
+                return True
+        return None
 
     @staticmethod
     def _meta_headers(fields: Mapping[str, str] | None) -> dict[str, str]:
