@@ -34,6 +34,7 @@ import concurrent.futures
 import errno
 import hashlib
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -425,6 +426,20 @@ def _body(result: Any, path: str, deadline: float | None = None) -> bytes:
     return data
 
 
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket under a requests response (urllib3 1.x and 2.x), if it can be found."""
+    raw = getattr(response, "raw", None)
+    for path in (("connection", "sock"), ("_connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+        obj: Any = raw
+        for name in path:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                break
+        if isinstance(obj, socket.socket):
+            return obj
+    return None
+
+
 class _Watchdog:
     """Closes a response whose body is still being read when the read deadline passes (a
     blocking read of a store that trickles bytes would otherwise go on for as long as each
@@ -441,7 +456,10 @@ class _Watchdog:
 
     def _fire(self) -> None:
         self.fired = True
+        sock = _socket_of(self.response)
         try:
+            if sock is not None:  # wakes a recv blocked in another thread (close does not)
+                sock.shutdown(socket.SHUT_RDWR)
             self.response.close()
         except Exception:  # pragma: no cover - closing a broken response
             pass

@@ -12,7 +12,9 @@ plans a fault for, by *request type* (see :func:`kind`):
   body, then the connection is closed;
 * ``"short"``: the response body is cut (at an odd offset) *and* ``Content-Length`` says so,
   with no checksum header: a well-formed short answer;
-* ``"delay:S"``: the response is sent after ``S`` seconds.
+* ``"delay:S"``: the response is sent after ``S`` seconds;
+* ``"trickle:S"``: the response body is sent in 4 KiB pieces, ``S`` seconds apart (a store
+  too slow to finish, never slow enough for a socket timeout).
 
 Counters: ``seen[kind]`` requests relayed or faulted, ``injected[(kind, fault)]`` faults.
 """
@@ -237,7 +239,13 @@ class _Relay(BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(length))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and fault and fault.startswith("trickle:"):
+            pause = float(fault.split(":", 1)[1])
+            for pos in range(0, len(send), 4096):  # every socket read gets bytes in time
+                self.wfile.write(send[pos : pos + 4096])
+                self.wfile.flush()
+                time.sleep(pause)
+        elif self.command != "HEAD":
             self.wfile.write(send)
         if fault == "truncate":
             self.wfile.flush()

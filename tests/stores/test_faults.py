@@ -35,6 +35,7 @@ import pytest
 
 from envstore.errors import ConfigError, EnvstoreError
 from tests.stores.conftest import S3Env
+from tests.stores.conftest_oss import oss_fixture, oss_server_fixture  # noqa: F401
 from tests.stores.faultproxy import FaultProxy
 
 MiB = 1 << 20
@@ -358,3 +359,42 @@ def test_slow_but_progressing_reads_are_not_cut(
     buf = io.BytesIO()
     fs.get_file(stored[0], buf)
     assert buf.getvalue() == stored[1]
+
+
+def test_read_deadline_bounds_a_trickling_s3_body(
+    s3: S3Env, proxy: FaultProxy, stored: tuple[str, bytes]
+) -> None:
+    """Every socket read gets bytes before read_timeout, so only the deadline ends it."""
+    proxy.plan("get-range", "trickle:0.2", times=None)
+    fs = through(s3, proxy, read_deadline=1)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="read_deadline"):
+        fs.cat_file(stored[0])  # 84 KB at 4 KiB per 0.2 s: 4 s without the deadline
+    assert time.monotonic() - start < 3.5
+
+
+def test_read_deadline_bounds_a_trickling_oss_body(oss: Any) -> None:
+    """OSS (oss2, blocking): the response still being read is closed at the deadline."""
+    data = os.urandom(5 * 16384 + 1234)
+    oss.efs().pipe_file(oss.path("obj"), data)
+    proxy = FaultProxy(oss.endpoint).start()
+    try:
+        fs = oss.efs(oss={"endpoint": proxy.url}, read_deadline=1)
+        assert fs.cat_file(oss.path("obj")) == data
+        proxy.plan("get-range", "trickle:0.2", times=None)
+        fs = oss.efs(oss={"endpoint": proxy.url}, read_deadline=1)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="read_deadline"):
+            fs.cat_file(oss.path("obj"))
+        assert time.monotonic() - start < 3.5
+        proxy.clear()
+        proxy.plan("get-range", "reset", times=None)
+        with pytest.raises(ConnectionError) as info:
+            oss.efs(oss={"endpoint": proxy.url}).cat_file(oss.path("obj"))
+        assert type(info.value).__module__ == "builtins" and info.value.__cause__ is not None
+        proxy.clear()
+        proxy.plan("get-range", "short", times=None)
+        with pytest.raises(EnvstoreError):
+            oss.efs(oss={"endpoint": proxy.url}).cat_file(oss.path("obj"))
+    finally:
+        proxy.stop()
