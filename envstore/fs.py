@@ -508,20 +508,23 @@ class EnvstoreFileSystem(ChainedFileSystem):
                 else:
                     runs.append((p, ws, we, first, [i]))
         if runs:
+            blobs: list[bytes | BaseException]
             try:
-                blobs = self.store.read_many(
-                    [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs]
+                blobs = list(
+                    self.store.read_many(
+                        [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs]
+                    )
                 )
-            except Exception:
+            except Exception as exc:
                 if on_error != "return":
                     raise
-                blobs = [None] * len(runs)  # type: ignore[list-item]
+                blobs = [exc] * len(runs)  # each range reports the store's error
             for (p, ws, _we, first, idx), blob in zip(runs, blobs, strict=True):
                 reader = readers[p]
                 assert isinstance(reader, ObjectReader)
                 try:
-                    if blob is None:
-                        raise OSError(f"reading {p} failed")
+                    if isinstance(blob, BaseException):
+                        raise blob
                     plain = reader.open_run(first, blob, ws)
                 except Exception as exc:
                     if on_error != "return":

@@ -28,6 +28,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: ``"module:Class"`` -> (builtin, errno, what happened); most specific first: the first
 #: match wins (``ClientConnectorError`` is a ``ClientOSError`` is a ``ClientConnectionError``)
 FAILURE_TO_EXCEPTION: tuple[tuple[str, type[OSError], int, str], ...] = (
+    # urllib3 makes these ConnectTimeoutErrors: before the timeouts
+    (
+        "urllib3.exceptions:NameResolutionError",
+        ConnectionRefusedError,
+        errno.ECONNREFUSED,
+        "could not resolve the endpoint's host name",
+    ),
+    (
+        "urllib3.exceptions:NewConnectionError",
+        ConnectionRefusedError,
+        errno.ECONNREFUSED,
+        "could not connect to the endpoint",
+    ),
     # timeouts
     ("botocore.exceptions:ConnectTimeoutError", TimeoutError, errno.ETIMEDOUT, "connect timed out"),
     ("botocore.exceptions:ReadTimeoutError", TimeoutError, errno.ETIMEDOUT, "read timed out"),
@@ -156,10 +169,18 @@ def translate(exc: BaseException, path: str, operation: str = "") -> OSError | N
 
 
 def _wrapped(exc: BaseException) -> BaseException | None:
-    """The transport exception a botocore exception was made from (``kwargs["error"]``)."""
+    """The transport exception an SDK exception was made from: botocore's ``kwargs["error"]``,
+    urllib3's ``reason`` (``MaxRetryError``), requests' first argument."""
     kwargs = getattr(exc, "kwargs", None)
-    inner = kwargs.get("error") if isinstance(kwargs, dict) else None
-    return inner if isinstance(inner, BaseException) and inner is not exc else None
+    candidates = [
+        kwargs.get("error") if isinstance(kwargs, dict) else None,
+        getattr(exc, "reason", None),
+        exc.args[0] if type(exc).__module__.startswith("requests") and exc.args else None,
+    ]
+    for inner in candidates:
+        if isinstance(inner, BaseException) and inner is not exc:
+            return inner
+    return None
 
 
 def translating(path_of: Callable[..., str], operation: str = "") -> Callable[[F], F]:

@@ -93,6 +93,7 @@ def test_cli_stderr_never_shows_the_key(uri: str, tmp_path) -> None:
         ["--key-uri", uri, "ls", f"envstore::file://{tmp_path}"],
         ["-o", f"key_uri={uri}", "cat", f"envstore::file://{tmp_path}/o"],
         ["-o", uri, "ls", f"envstore::file://{tmp_path}"],  # the key typed as an option
+        ["rewrap", f"envstore::file://{tmp_path}/o", "--to", uri],
     ):
         (tmp_path / "nothing").write_bytes(b"x")
         result = CliRunner().invoke(main, args)

@@ -398,3 +398,11 @@ def test_read_deadline_bounds_a_trickling_oss_body(oss: Any) -> None:
             oss.efs(oss={"endpoint": proxy.url}).cat_file(oss.path("obj"))
     finally:
         proxy.stop()
+
+
+def test_unreachable_oss_endpoint_is_connection_error(oss: Any, closed_port: int) -> None:
+    fs = oss.efs(oss={"endpoint": f"http://127.0.0.1:{closed_port}"})
+    for call in (lambda: fs.cat_file(oss.path("x")), lambda: fs.ls(oss.root)):
+        with pytest.raises(ConnectionRefusedError, match="could not connect") as info:
+            call()
+        assert info.value.__cause__ is not None
