@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from envstore.errors import (
+    ConcurrentModificationError,
     ConfigError,
     EnvstoreError,
     FormatError,
     IntegrityError,
     KeyAccessError,
     NotEncryptedError,
+    OutcomeUnknownError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConcurrentModificationError",
     "ConfigError",
     "EnvstoreError",
     "EnvstoreFileSystem",
@@ -21,7 +24,9 @@ __all__ = [
     "IntegrityError",
     "KeyAccessError",
     "NotEncryptedError",
+    "OutcomeUnknownError",
     "__version__",
+    "clean",
     "download",
     "inspect",
     "keygen",
@@ -43,6 +48,7 @@ _LAZY = {
     "verify": "envstore.transfer",
     "rewrap": "envstore.transfer",
     "keygen": "envstore.keys.local",
+    "clean": "envstore.clean",
 }
 
 

@@ -285,7 +285,11 @@ def rewrap(
     already present are not added twice). The body bytes never change: on S3/OSS only the
     metadata is rewritten, with header placement the header is rewritten atomically. Each
     object switches in one step, and objects the new keys already open are rewrapped from
-    them, so an interrupted rewrap can simply be run again.
+    them, so an interrupted rewrap can simply be run again. The new envelope is applied
+    only to the object version that was read (S3: ``CopySourceIfMatch`` on its ETag; OSS:
+    ``x-oss-copy-source-if-match``; local files: an atomic exchange checked against the file
+    read): if a concurrent writer replaced the object meanwhile,
+    :class:`~envstore.errors.ConcurrentModificationError` is raised and its object is kept.
 
     Returns one ``{"path", "changed"}`` per object (``changed`` is False where the envelope
     already held exactly the wanted recipients). Stops at the first object that fails.
@@ -319,8 +323,8 @@ def rewrap(
                 extra = [w for w in wrapped if _ident(w) not in have]
                 recipients = [*env.recipients, *extra]
                 unchanged = not extra
-            if not unchanged:
-                fs.set_recipients(path, recipients)
+            if not unchanged:  # only onto the very version whose key was opened
+                fs.set_recipients(path, recipients, expect=loc)
         except EnvstoreError as exc:
             raise _with_path(exc, path) from exc
         results.append({"path": path, "changed": not unchanged})

@@ -37,9 +37,10 @@ from typing import Any, TypeVar
 
 from s3fs import S3FileSystem
 
-from envstore.errors import FormatError, IntegrityError
+from envstore.errors import ConcurrentModificationError, FormatError, IntegrityError
 from envstore.format import WIRE_CHUNK, has_envelope, plain_size
 from envstore.stores.base import Head, Sink, Store, entry_token
+from envstore.stores.s3_ops import clean_uploads, commit_error, copy_error, require_bucket
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Store"]
 
@@ -334,9 +335,15 @@ class S3Store(Store):
         except (IntegrityError, FormatError):
             return None
 
-    def set_metadata(self, path: str, fields: Mapping[str, str]) -> None:
+    def set_metadata(
+        self, path: str, fields: Mapping[str, str], expect: tuple[Any, ...] | None = None
+    ) -> None:
         """Replace the envelope fields in place (a copy onto itself with ``REPLACE``; multipart
-        above ``copy_threshold``); other user metadata and the content headers are kept."""
+        above ``copy_threshold``); other user metadata and the content headers are kept.
+
+        The copy is conditional (``CopySourceIfMatch``) on the ETag of the version ``expect``
+        names (else of a fresh HEAD): an object replaced meanwhile is never rewritten
+        (ConcurrentModificationError)."""
         used = self.metadata_size(fields)
         if used > self.metadata_limit:
             raise FormatError(
@@ -345,6 +352,10 @@ class S3Store(Store):
             )
         cached = self._file(path, fresh=True)
         assert cached.head is not None and cached.head.fields is not None
+        if expect is not None and cached.head.token != expect:
+            raise ConcurrentModificationError(
+                f"{path} was replaced by another writer since it was read; nothing was changed"
+            )
         bucket, key, _ = self._split(path)
         metadata = {k: v for k, v in cached.head.fields.items() if not k.startswith("envstore-")}
         metadata.update(fields)
@@ -353,9 +364,25 @@ class S3Store(Store):
             kw["StorageClass"] = cached.entry["StorageClass"]
         try:
             self._copy(bucket, key, None, bucket, key, cached, kw)
+        except BaseException as exc:
+            raise copy_error(exc, path) from exc
         finally:
             self.forget(path)
             self.fs.invalidate_cache(self._name(path))
+
+    # -- buckets and leftovers ---------------------------------------------------------------
+    def makedirs(self, path: str) -> None:
+        """S3 has no directories; the bucket must exist (FileNotFoundError, never created)."""
+        bucket, _, _ = self._split(path)
+        require_bucket(self.fs, bucket)
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        self.makedirs(path)
+
+    def clean(self, path: str, older_than: float, dry_run: bool) -> list[dict[str, Any]]:
+        """Abort multipart uploads whose key starts with ``path``'s key, ``older_than`` s old."""
+        bucket, key, _ = self._split(path)
+        return clean_uploads(self.fs, bucket, key, older_than, dry_run)
 
     # -- content -----------------------------------------------------------------------------
     def read(self, path: str, start: int, end: int) -> bytes:
@@ -498,8 +525,14 @@ class S3Store(Store):
         return out
 
     def open_sink(
-        self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
+        self,
+        path: str,
+        metadata: Mapping[str, str] | None,
+        size_hint: int | None,
+        exclusive: bool = False,
     ) -> Sink:
+        """A pending object; with ``exclusive``, ``PutObject`` and ``CompleteMultipartUpload``
+        carry ``If-None-Match: *`` (S3 refuses atomically if the key exists: FileExistsError)."""
         bucket, key, version = self._split(path)
         if not key:
             raise IsADirectoryError(path)
@@ -515,7 +548,9 @@ class S3Store(Store):
         part = self.part_size
         if size_hint is not None and size_hint > part * MAX_PARTS:
             part = math.ceil(size_hint / MAX_PARTS / MiB) * MiB
-        return _S3Sink(self, bucket, key, dict(metadata or {}), size_hint, min(part, MAX_PART_SIZE))
+        sink = _S3Sink(self, bucket, key, dict(metadata or {}), size_hint, min(part, MAX_PART_SIZE))
+        sink.exclusive = exclusive
+        return sink
 
     def copy(self, src: str, dst: str) -> None:
         """Server-side copy that keeps the envelope (user metadata) at every size."""
@@ -672,6 +707,7 @@ class _S3Sink:
         self.parts: list[dict[str, Any]] = []
         self.inflight: tuple[concurrent.futures.Future[Any], bytearray] | None = None
         self.done = False
+        self.exclusive = False  # If-None-Match: * on the commit
 
     def __repr__(self) -> str:
         return f"<S3 sink s3://{self.bucket}/{self.key}>"
@@ -745,28 +781,29 @@ class _S3Sink:
     def commit(self) -> None:
         if self.done:
             raise ValueError("sink already committed or discarded")
+        cond = {"IfNoneMatch": "*"} if self.exclusive else {}
         try:
             if self.upload_id is None:
                 body = self.buf
                 if self.fill < len(body):
                     del body[self.fill :]
-                self.fs.call_s3(
+                self._final(
+                    "PutObject",
                     "put_object",
-                    Bucket=self.bucket,
-                    Key=self.key,
                     Body=body,
                     **({"Metadata": self.metadata} if self.metadata else {}),
+                    **cond,
                 )
             else:
                 if self.fill:
                     self._ship()
                 self._settle()
-                self.fs.call_s3(
+                self._final(
+                    "CompleteMultipartUpload",
                     "complete_multipart_upload",
-                    Bucket=self.bucket,
-                    Key=self.key,
                     UploadId=self.upload_id,
                     MultipartUpload={"Parts": self.parts},
+                    **cond,
                 )
         except BaseException:
             self.discard()
@@ -775,6 +812,17 @@ class _S3Sink:
         self._release()
         self.store.forget(f"{self.bucket}/{self.key}")
         self.fs.invalidate_cache(f"{self.bucket}/{self.key}")
+
+    def _final(self, what: str, method: str, **kw: Any) -> None:
+        """The commit request; its failure as :func:`~envstore.stores.s3_ops.commit_error`
+        reads it (FileExistsError, a definite refusal, or OutcomeUnknownError)."""
+        try:
+            self.fs.call_s3(method, Bucket=self.bucket, Key=self.key, **kw)
+        except BaseException as exc:
+            error = commit_error(exc, f"{self.bucket}/{self.key}", what, self.exclusive)
+            if error is exc:
+                raise
+            raise error from exc
 
     def discard(self) -> None:
         """Stop the part in flight and abort the multipart upload: nothing is left behind."""
