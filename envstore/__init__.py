@@ -48,7 +48,7 @@ _LAZY = {
     "verify": "envstore.transfer",
     "rewrap": "envstore.transfer",
     "keygen": "envstore.keys.local",
-    "clean": "envstore.clean",
+    "clean": "envstore.cleanup",
 }
 
 

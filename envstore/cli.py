@@ -476,7 +476,7 @@ def clean(url: str, older_than: str, dry_run: bool, **kw: Any) -> None:
     starts with URL's path. Leftovers younger than --older-than are kept (a write may still
     be running).
     """
-    from envstore.clean import clean as run
+    from envstore.cleanup import clean as run
 
     found = run(url, older_than, dry_run=dry_run, **_options(kw))
     for r in found:
