@@ -57,6 +57,7 @@ from envstore.stores.oss_ops import (
     clean_uploads,
     commit_error,
     copy_error,
+    exists_error,
     require_bucket,
 )
 
@@ -775,9 +776,15 @@ class _OssSink:
 
     def _ship(self) -> None:
         if self.upload_id is None:
-            result = call(
-                self.bucket.init_multipart_upload, self.name, self.key, headers=self.headers
-            )
+            try:
+                result = call(
+                    self.bucket.init_multipart_upload, self.name, self.key, headers=self.headers
+                )
+            except OSError as exc:
+                error = exists_error(exc, self.name)  # exclusive: the key exists already
+                if error is exc:
+                    raise
+                raise error from exc
             self.upload_id = result.upload_id
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 self.concurrency, thread_name_prefix="envstore-oss"

@@ -16,6 +16,7 @@ __all__ = [
     "clean_uploads",
     "commit_error",
     "copy_error",
+    "exists_error",
     "require_bucket",
 ]
 
@@ -36,11 +37,9 @@ def commit_error(exc: BaseException, path: str, what: str, exclusive: bool) -> B
     """What a failed ``PutObject``/``CompleteMultipartUpload`` means (as on S3): a lost
     exclusive race is FileExistsError, a definite refusal (4xx but 404) passes, anything else
     (no answer, 5xx, NoSuchUpload) after a Complete is OutcomeUnknownError."""
-    err = _oss_error(exc)
-    status = getattr(err, "status", None)
-    code = getattr(err, "code", "") or ""
-    if exclusive and (status == 409 and code in ("FileAlreadyExists", "ObjectAlreadyExists")):
-        return FileExistsError(errno.EEXIST, "an object exists already", path)
+    if exclusive and exists_error(exc, path) is not exc:
+        return exists_error(exc, path)
+    status = getattr(_oss_error(exc), "status", None)
     if not isinstance(exc, Exception) or what == "PutObject":
         return exc
     if isinstance(status, int) and 400 <= status < 500 and status != 404:
@@ -50,6 +49,16 @@ def commit_error(exc: BaseException, path: str, what: str, exclusive: bool) -> B
         f"{what} got no usable answer ({type(exc).__name__}: {exc}); the object may be the "
         "new one or the old one: check it (envstore verify) and run envstore clean",
     )
+
+
+def exists_error(exc: BaseException, path: str) -> BaseException:
+    """FileExistsError for OSS's 409 FileAlreadyExists (``x-oss-forbid-overwrite``), else
+    ``exc`` itself."""
+    err = _oss_error(exc)
+    code = getattr(err, "code", "") or ""
+    if getattr(err, "status", None) == 409 and code in ("FileAlreadyExists", "ObjectAlreadyExists"):
+        return FileExistsError(errno.EEXIST, "an object exists already", path)
+    return exc
 
 
 def copy_error(exc: BaseException, path: str) -> BaseException:

@@ -10,7 +10,6 @@ hold where a store honours them.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -22,13 +21,10 @@ import tempfile
 import textwrap
 import threading
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -40,6 +36,7 @@ from envstore.keys.local import LocalKeyProvider
 from envstore.stores.s3 import S3Store
 from envstore.transfer import open_url
 from tests.stores.conftest import S3Env
+from tests.stores.lost_answers import drop_complete_answers
 
 MiB = 1 << 20
 
@@ -239,53 +236,10 @@ def _options_file(tmp_path: Path, opts: dict[str, Any]) -> Path:
     return path
 
 
-class _DropComplete(BaseHTTPRequestHandler):
-    """Forwards to the S3 endpoint; a CompleteMultipartUpload is forwarded, then its answer
-    dropped (the connection closes without a response)."""
-
-    upstream: ClassVar[str] = ""
-    dropped: ClassVar[list[str]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        up = urllib.parse.urlsplit(self.upstream)
-        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        headers["Host"] = up.netloc
-        conn.request(self.command, self.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-        if self.command == "POST" and "uploadId" in query:
-            self.dropped.append(self.path)
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.send_response(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in ("transfer-encoding", "connection"):
-                self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
-
-
 @pytest.fixture
 def dropping_proxy(s3: S3Env) -> Iterator[str]:
-    handler = type("Handler", (_DropComplete,), {"upstream": s3.endpoint.url, "dropped": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with drop_complete_answers(s3.endpoint.url) as url:
+        yield url
 
 
 def test_lost_complete_is_outcome_unknown(s3: S3Env, dropping_proxy: str) -> None:
