@@ -469,6 +469,7 @@ class OssStore(Store):
         self.part_size = DEFAULT_PART_SIZE
         self._heads: OrderedDict[str, _Cached] = OrderedDict()
         self._lock = threading.Lock()
+        self._buckets: set[str] = set()  # buckets known to exist
 
     @classmethod
     def make_filesystem(cls, options: Mapping[str, Any]) -> OSSFileSystem:
@@ -621,7 +622,9 @@ class OssStore(Store):
     def makedirs(self, path: str) -> None:
         """OSS has no directories; the bucket must exist (FileNotFoundError, never created)."""
         bucket, _ = self.fs.split_path(self.fs._strip_protocol(path))
-        require_bucket(self.fs.bucket(bucket), bucket)
+        if bucket not in self._buckets:  # one request per bucket, not per file
+            require_bucket(self.fs.bucket(bucket), bucket)
+            self._buckets.add(bucket)
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         self.makedirs(path)

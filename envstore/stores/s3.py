@@ -182,6 +182,7 @@ class S3Store(Store):
         self._heads: OrderedDict[str, _Cached] = OrderedDict()
         self._scans: OrderedDict[str, list[_Scan]] = OrderedDict()
         self._lock = threading.Lock()
+        self._buckets: set[str] = set()  # buckets known to exist
 
     # -- paths -------------------------------------------------------------------------------
     def _split(self, path: str) -> tuple[str, str, str | None]:
@@ -374,7 +375,9 @@ class S3Store(Store):
     def makedirs(self, path: str) -> None:
         """S3 has no directories; the bucket must exist (FileNotFoundError, never created)."""
         bucket, _, _ = self._split(path)
-        require_bucket(self.fs, bucket)
+        if bucket not in self._buckets:  # one HEAD per bucket, not per file
+            require_bucket(self.fs, bucket)
+            self._buckets.add(bucket)
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         self.makedirs(path)
