@@ -444,3 +444,42 @@ def test_seaweed_exclusive_create_one_winner(weed_env: S3Env, monkeypatch) -> No
 @pytest.mark.slow
 def test_seaweed_clean_keeps_young_uploads(weed_env: S3Env) -> None:
     _check_clean(weed_env, ages_are_real=True)
+
+
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    err = ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "CompleteMultipartUpload",
+    )
+    wrapped = OSError(f"translated {code}")  # as s3fs raises it, the ClientError as cause
+    wrapped.__cause__ = err
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (_client_error("InternalError", 500), OutcomeUnknownError),
+        (_client_error("NoSuchUpload", 404), OutcomeUnknownError),  # a retried Complete
+        (ConnectionResetError("reset"), OutcomeUnknownError),
+        (TimeoutError("slow"), OutcomeUnknownError),
+        (_client_error("InvalidPart", 400), OSError),  # definite: nothing was stored
+        (PermissionError("denied"), PermissionError),
+        (_client_error("PreconditionFailed", 412), FileExistsError),  # exclusive lost
+    ],
+)
+def test_what_a_failed_complete_means(exc: Exception, expected: type) -> None:
+    from envstore.stores.s3_ops import commit_error
+
+    out = commit_error(exc, "b/k", "CompleteMultipartUpload", exclusive=True)
+    assert type(out) is expected
+    if expected is OutcomeUnknownError:
+        assert out.path == "b/k" and "outcome unknown" in str(out)
+        import pickle
+
+        assert str(pickle.loads(pickle.dumps(out))) == str(out)
+    assert commit_error(KeyboardInterrupt(), "b/k", "CompleteMultipartUpload", True).__class__ is (
+        KeyboardInterrupt
+    )
