@@ -54,7 +54,7 @@ class OutcomeUnknownError(EnvstoreError, OSError):
     the old. Not a clean failure: check the object (``envstore verify``) before relying on
     either, and run ``envstore clean`` for any upload left pending."""
 
-    def __init__(self, path: str, detail: str) -> None:
+    def __init__(self, path: str, detail: str = "the commit's answer was lost") -> None:
         super().__init__(f"{path}: outcome unknown: {detail}")
         self.path = path
         self.detail = detail
