@@ -621,7 +621,9 @@ class S3Store(Store):
             if replace is None
             else replace
         )
-        _run(self.fs, self._multipart_copy(source, b2, k2, cached.head.size, etag, create))
+        # in place (rewrap): the Complete must not land on an object replaced meanwhile
+        same = {"IfMatch": etag} if (b1, k1, v1) == (b2, k2, None) else {}
+        _run(self.fs, self._multipart_copy(source, b2, k2, cached.head.size, etag, create, same))
 
     def move(self, src: str, dst: str) -> None:
         self.copy(src, dst)
@@ -636,6 +638,7 @@ class S3Store(Store):
         size: int,
         etag: str,
         create_kw: dict[str, Any],
+        complete_kw: dict[str, Any] | None = None,
     ) -> None:
         """``UploadPartCopy`` in parts; metadata on ``CreateMultipartUpload``; abort on failure."""
         fs = self.fs
@@ -670,6 +673,7 @@ class S3Store(Store):
                 Key=k2,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": sorted(parts, key=lambda p: p["PartNumber"])},
+                **(complete_kw or {}),
             )
         except BaseException:
             for t in tasks:

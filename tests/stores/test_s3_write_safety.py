@@ -483,3 +483,69 @@ def test_what_a_failed_complete_means(exc: Exception, expected: type) -> None:
     assert commit_error(KeyboardInterrupt(), "b/k", "CompleteMultipartUpload", True).__class__ is (
         KeyboardInterrupt
     )
+
+
+def test_rewrap_multipart_copy_is_conditional(s3: S3Env, other_key_uri: str) -> None:
+    """Above copy_threshold the in-place copy is UploadPartCopy + Complete: every part copy is
+    conditional on the source ETag and the Complete on the destination still being it."""
+    fs = s3.efs()
+    data = os.urandom(6 * MiB)
+    fs.pipe_file(s3.path("o"), data)
+    etag = s3.head("o")["ETag"]
+    opts = s3.storage_options()
+    fs2, _ = open_url(s3.url("o"), **opts)
+    fs2.store.copy_threshold = MiB
+    _connect(fs2)
+    seen = _record(fs2)
+    envstore.rewrap(s3.url("o"), other_key_uri, **opts)
+    parts = [h.get("x-amz-copy-source-if-match") for op, h in seen if op == "UploadPartCopy"]
+    assert parts and set(parts) == {etag}
+    completes = [h.get("if-match") for op, h in seen if op == "CompleteMultipartUpload"]
+    assert completes == [etag]
+    assert s3.efs(key_uri=other_key_uri).cat_file(s3.path("o")) == data
+
+
+@pytest.mark.slow
+def test_seaweed_rewrap_multipart_copy(weed_env: S3Env, other_key_uri: str) -> None:
+    """The conditional multipart in-place copy works on a real store (If-Match on Complete)."""
+    s3 = weed_env
+    data = os.urandom(6 * MiB)
+    s3.efs().pipe_file(s3.path("o"), data)
+    opts = s3.storage_options()
+    fs, _ = open_url(s3.url("o"), **opts)
+    fs.store.copy_threshold = MiB
+    seen = _record(_connect(fs))
+    envstore.rewrap(s3.url("o"), other_key_uri, **opts)
+    assert [op for op, h in seen if h.get("if-match")] == ["CompleteMultipartUpload"]
+    assert s3.efs(key_uri=other_key_uri).cat_file(s3.path("o")) == data
+    assert s3.pending_uploads() == []
+
+
+def _replace_before_complete(s3: S3Env, fs: Any, monkeypatch: Any) -> None:
+    """Another writer replaces ``o`` just before envstore's CompleteMultipartUpload."""
+    inner = fs.fs
+    original = inner._call_s3
+
+    async def call(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "complete_multipart_upload":
+            s3.client.put_object(Bucket=s3.bucket, Key=s3.key("o"), Body=b"version 2")
+        return await original(method, *args, **kwargs)
+
+    monkeypatch.setattr(inner, "_call_s3", call)
+
+
+@pytest.mark.slow
+def test_seaweed_multipart_copy_refuses_a_replaced_object(
+    weed_env: S3Env, other_key_uri: str, monkeypatch
+) -> None:
+    s3 = weed_env
+    s3.efs().pipe_file(s3.path("o"), os.urandom(6 * MiB))
+    opts = s3.storage_options()
+    fs, _ = open_url(s3.url("o"), **opts)
+    fs.store.copy_threshold = MiB
+    _replace_before_complete(s3, fs, monkeypatch)
+    with pytest.raises(ConcurrentModificationError):
+        envstore.rewrap(s3.url("o"), other_key_uri, **opts)
+    monkeypatch.undo()
+    assert s3.raw("o") == b"version 2"
+    assert s3.pending_uploads() == []
