@@ -37,10 +37,16 @@ from typing import Any, TypeVar
 
 from s3fs import S3FileSystem
 
-from envstore.errors import ConcurrentModificationError, FormatError, IntegrityError
+from envstore.errors import FormatError, IntegrityError
 from envstore.format import WIRE_CHUNK, has_envelope, plain_size
 from envstore.stores.base import Head, Sink, Store, entry_token
-from envstore.stores.s3_ops import clean_uploads, commit_error, copy_error, require_bucket
+from envstore.stores.s3_ops import (
+    clean_uploads,
+    commit_error,
+    copy_error,
+    replaced,
+    require_bucket,
+)
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Store"]
 
@@ -369,9 +375,7 @@ class S3Store(Store):
         cached = self._file(path, fresh=True)
         assert cached.head is not None and cached.head.fields is not None
         if expect is not None and cached.head.token != expect:
-            raise ConcurrentModificationError(
-                f"{path} was replaced by another writer since it was read; nothing was changed"
-            )
+            raise replaced(path)
         bucket, key, _ = self._split(path)
         metadata = {k: v for k, v in cached.head.fields.items() if not k.startswith("envstore-")}
         metadata.update(fields)
@@ -385,6 +389,30 @@ class S3Store(Store):
         finally:
             self.forget(path)
             self.fs.invalidate_cache(self._name(path))
+
+    def rewrite_header(
+        self, path: str, header: bytes, body_offset: int, stored_size: int, expect: tuple[Any, ...]
+    ) -> None:
+        """Header placement on S3 (rewrap of an envelope too large for metadata): the new
+        object's commit carries ``If-Match`` with the ETag read, so it never replaces an object
+        another writer stored meanwhile (ConcurrentModificationError); a body read across a
+        replacement is refused the same way."""
+        cached = self._file(path, fresh=True)
+        assert cached.head is not None
+        if cached.head.token != expect:
+            raise replaced(path)
+        sink = self.open_sink(path, None, len(header) + stored_size - body_offset)
+        assert isinstance(sink, _S3Sink)
+        sink.if_match = cached.entry["ETag"]
+        try:
+            sink.write(header)
+            step = 4 * MiB
+            for pos in range(body_offset, stored_size, step):
+                sink.write(self._fetch(path, pos, min(pos + step, stored_size)))
+            sink.commit()
+        except BaseException:
+            sink.discard()
+            raise
 
     # -- buckets and leftovers ---------------------------------------------------------------
     def makedirs(self, path: str) -> None:
@@ -730,6 +758,7 @@ class _S3Sink:
         self.inflight: tuple[concurrent.futures.Future[Any], bytearray] | None = None
         self.done = False
         self.exclusive = False  # If-None-Match: * on the commit
+        self.if_match: str | None = None  # If-Match: the commit replaces only this ETag
 
     def __repr__(self) -> str:
         return f"<S3 sink s3://{self.bucket}/{self.key}>"
@@ -804,6 +833,8 @@ class _S3Sink:
         if self.done:
             raise ValueError("sink already committed or discarded")
         cond = {"IfNoneMatch": "*"} if self.exclusive else {}
+        if self.if_match is not None:
+            cond = {"IfMatch": self.if_match}
         try:
             if self.upload_id is None:
                 body = self.buf
@@ -841,7 +872,10 @@ class _S3Sink:
         try:
             self.fs.call_s3(method, Bucket=self.bucket, Key=self.key, **kw)
         except BaseException as exc:
-            error = commit_error(exc, f"{self.bucket}/{self.key}", what, self.exclusive)
+            name = f"{self.bucket}/{self.key}"
+            error = commit_error(exc, name, what, self.exclusive)
+            if self.if_match is not None and error is exc:
+                error = copy_error(exc, name)  # 412: the object is not the one read
             if error is exc:
                 raise
             raise error from exc

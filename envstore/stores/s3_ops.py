@@ -12,7 +12,7 @@ from s3fs import S3FileSystem
 
 from envstore.errors import ConcurrentModificationError, OutcomeUnknownError
 
-__all__ = ["clean_uploads", "commit_error", "copy_error", "require_bucket"]
+__all__ = ["clean_uploads", "commit_error", "copy_error", "replaced", "require_bucket"]
 
 
 def _client_error(exc: BaseException) -> Any:
@@ -66,12 +66,16 @@ def commit_error(exc: BaseException, path: str, what: str, exclusive: bool) -> B
     )
 
 
+def replaced(path: str) -> ConcurrentModificationError:
+    return ConcurrentModificationError(
+        f"{path} was replaced by another writer since it was read; nothing was changed"
+    )
+
+
 def copy_error(exc: BaseException, path: str) -> BaseException:
-    """A conditional in-place copy (rewrap) refused because the source changed."""
+    """A conditional in-place write (rewrap) refused because the object changed."""
     if isinstance(exc, Exception) and precondition_failed(exc):
-        return ConcurrentModificationError(
-            f"{path} was replaced by another writer since it was read; nothing was changed"
-        )
+        return replaced(path)
     return exc
 
 

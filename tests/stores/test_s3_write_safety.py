@@ -549,3 +549,31 @@ def test_seaweed_multipart_copy_refuses_a_replaced_object(
     monkeypatch.undo()
     assert s3.raw("o") == b"version 2"
     assert s3.pending_uploads() == []
+
+
+def test_rewrap_header_placement_commit_is_conditional(
+    s3: S3Env, other_key_uri: str, monkeypatch
+) -> None:
+    """Header placement (an envelope too large for metadata): the rewritten object's PutObject
+    carries If-Match with the ETag read; a replacement just before it is refused."""
+    opts = s3.storage_options(placement="header")
+    fs, _ = open_url(s3.url("o"), **opts)
+    fs.pipe_file(s3.path("o"), b"version 1")
+    fs.pipe_file(s3.path("p"), b"other")
+    etag = s3.head("p")["ETag"]
+    seen = _record(_connect(fs))
+    envstore.rewrap(s3.url("p"), other_key_uri, **opts)  # no race: works
+    assert [h.get("if-match") for op, h in seen if op == "PutObject"] == [etag]
+    assert s3.efs(key_uri=other_key_uri).cat_file(s3.path("p")) == b"other"
+    original = fs.fs.call_s3
+
+    def call(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "put_object" and kwargs.get("Key") == s3.key("o"):
+            s3.client.put_object(Bucket=s3.bucket, Key=s3.key("o"), Body=b"version 2")
+        return original(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs.fs, "call_s3", call)
+    with pytest.raises(ConcurrentModificationError):
+        envstore.rewrap(s3.url("o"), other_key_uri, **opts)
+    monkeypatch.undo()
+    assert s3.raw("o") == b"version 2"
