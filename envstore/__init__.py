@@ -40,6 +40,7 @@ __all__ = [
 import fsspec as _fsspec
 
 if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load lazily
+    from envstore.cleanup import clean
     from envstore.fs import EnvstoreFileSystem
     from envstore.keys.local import keygen
     from envstore.transfer import download, inspect, rewrap, upload, verify
