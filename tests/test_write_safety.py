@@ -356,7 +356,7 @@ def test_sigkill_mid_write_then_clean(tmp_path: Path, key_uri: str) -> None:
     root = tmp_path / "store"
     root.mkdir()
     target = root / "big.bin"
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": str(Path(envstore.__file__).resolve().parents[1])}
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), key_uri, str(target)],
         stdout=subprocess.PIPE,

@@ -200,7 +200,7 @@ time.sleep(600)
 
 def test_sigkill_mid_multipart_then_clean(s3: S3Env, tmp_path: Path) -> None:
     opts = s3.storage_options(s3={"default_block_size": 5 * MiB})
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": str(Path(envstore.__file__).resolve().parents[1])}
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), json.dumps(opts), s3.path("big")],
         stdout=subprocess.PIPE,
