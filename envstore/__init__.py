@@ -25,6 +25,7 @@ __all__ = [
     "download",
     "inspect",
     "keygen",
+    "migrate",
     "rewrap",
     "upload",
     "verify",
@@ -43,6 +44,7 @@ _LAZY = {
     "verify": "envstore.transfer",
     "rewrap": "envstore.transfer",
     "keygen": "envstore.keys.local",
+    "migrate": "envstore.migrate",
 }
 
 
