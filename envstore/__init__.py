@@ -44,7 +44,7 @@ _LAZY = {
     "verify": "envstore.transfer",
     "rewrap": "envstore.transfer",
     "keygen": "envstore.keys.local",
-    "migrate": "envstore.migrate",
+    "migrate": "envstore.migration",
 }
 
 

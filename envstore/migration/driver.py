@@ -10,10 +10,10 @@ from typing import Any
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from envstore.errors import ConfigError, EnvstoreError
-from envstore.migrate.legacy_keys import LegacyKeys
-from envstore.migrate.objects import TEMP_SUFFIX, Item, Job, check_jobs, migrate_one, record
-from envstore.migrate.s3ec import INSTRUCTION_SUFFIX
-from envstore.migrate.source import Source, split_url
+from envstore.migration.legacy_keys import LegacyKeys
+from envstore.migration.objects import TEMP_SUFFIX, Item, Job, check_jobs, migrate_one, record
+from envstore.migration.s3ec import INSTRUCTION_SUFFIX
+from envstore.migration.source import Source, split_url
 from envstore.transfer import _describe, _pool, open_url
 
 __all__ = ["migrate"]

@@ -29,11 +29,11 @@ from typing import IO, Any
 from envstore.errors import ConfigError, FormatError, IntegrityError, NotEncryptedError
 from envstore.format import MAGIC
 from envstore.fs import EnvstoreFileSystem
-from envstore.migrate import oss2fmt, s3ec
-from envstore.migrate.base import UNAUTHENTICATED, Legacy
-from envstore.migrate.ciphers import Decoder
-from envstore.migrate.legacy_keys import LegacyKeys
-from envstore.migrate.source import Source, SourceHead
+from envstore.migration import oss2fmt, s3ec
+from envstore.migration.base import UNAUTHENTICATED, Legacy
+from envstore.migration.ciphers import Decoder
+from envstore.migration.legacy_keys import LegacyKeys
+from envstore.migration.source import Source, SourceHead
 
 #: stored bytes per source read (and the most plaintext held in memory per object)
 STEP = 8 << 20

@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from envstore.errors import FormatError, IntegrityError
-from envstore.migrate.base import Legacy, plain_int
-from envstore.migrate.ciphers import TAG, CbcDecoder, Decoder, GcmDecoder, checks
-from envstore.migrate.legacy_keys import LegacyKeys, b64
+from envstore.migration.base import Legacy, plain_int
+from envstore.migration.ciphers import TAG, CbcDecoder, Decoder, GcmDecoder, checks
+from envstore.migration.legacy_keys import LegacyKeys, b64
 
 GCM = "AES/GCM/NoPadding"
 CBC = "AES/CBC/PKCS5Padding"

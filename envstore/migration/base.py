@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from envstore.migrate.ciphers import Decoder
-from envstore.migrate.legacy_keys import LegacyKeys
+from envstore.migration.ciphers import Decoder
+from envstore.migration.legacy_keys import LegacyKeys
 
 UNAUTHENTICATED = "unauthenticated source"
 

@@ -8,6 +8,6 @@ and the driver (:mod:`.driver`).
 
 from __future__ import annotations
 
-from envstore.migrate.driver import migrate
+from envstore.migration.driver import migrate
 
 __all__ = ["migrate"]

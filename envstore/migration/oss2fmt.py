@@ -29,9 +29,9 @@ import binascii
 from collections.abc import Mapping
 
 from envstore.errors import FormatError, IntegrityError
-from envstore.migrate.base import Legacy, plain_int
-from envstore.migrate.ciphers import BLOCK, CtrDecoder, Decoder, checks
-from envstore.migrate.legacy_keys import LegacyKeys, b64
+from envstore.migration.base import Legacy, plain_int
+from envstore.migration.ciphers import BLOCK, CtrDecoder, Decoder, checks
+from envstore.migration.legacy_keys import LegacyKeys, b64
 
 CEK_ALG = "AES/CTR/NoPadding"
 _RSA = {

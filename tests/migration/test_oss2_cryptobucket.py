@@ -1,0 +1,212 @@
+"""Migration of objects written by the real ``oss2.CryptoBucket`` on the project's OSS server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import envstore
+from envstore.errors import IntegrityError
+from envstore.migration.objects import TEMP_SUFFIX
+from tests.migration.helpers import payload, rsa_key
+from tests.stores.conftest_oss import (  # noqa: F401  (fixtures)
+    OssEnv,
+    oss_fixture,
+    oss_server_fixture,
+)
+
+oss2 = pytest.importorskip("oss2")
+
+LEGACY = "client-side-encryption-"
+
+
+@pytest.fixture
+def rsa(tmp_path: Path) -> tuple[str, bytes, bytes]:
+    return rsa_key(tmp_path / "legacy")
+
+
+def crypto_bucket(oss: OssEnv, provider: Any) -> Any:
+    auth = oss2.Auth(oss.key, oss.secret)
+    return oss2.CryptoBucket(auth, oss.endpoint, oss.bucket, crypto_provider=provider)
+
+
+def rsa_bucket(oss: OssEnv, rsa: tuple[str, bytes, bytes]) -> Any:
+    provider = oss2.RsaProvider(key_pair={"private_key": rsa[1], "public_key": rsa[2]})
+    return crypto_bucket(oss, provider)
+
+
+def put_checked(bucket: Any, key: str, data: bytes) -> None:
+    """A CryptoBucket put that records the plaintext's length and MD5 in the envelope."""
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    bucket.put_object(key, data, headers={"Content-MD5": md5, "Content-Length": str(len(data))})
+
+
+def migrate(oss: OssEnv, src: str, dst: str, legacy: str, **kw: Any) -> list[dict[str, Any]]:
+    return envstore.migrate(
+        f"oss://{oss.root}/{src}".rstrip("/"),
+        oss.url(dst),
+        legacy_key_uris=[legacy],
+        **oss.storage_options(),
+        **kw,
+    )
+
+
+def test_rsa_objects_in_place_then_rerun_skips(oss: OssEnv, rsa: tuple[str, bytes, bytes]) -> None:
+    cb = rsa_bucket(oss, rsa)
+    objects = {"d/empty": b"", "d/small": b"hello legacy", "d/big": payload(300_001)}
+    for name, data in objects.items():
+        cb.put_object(oss.key_of(name), data)
+    assert oss.meta("d/small")[LEGACY + "wrap-alg"] == "RSA/NONE/PKCS1Padding"
+    records = migrate(oss, "d", "d", rsa[0], recursive=True)
+    assert [(r["path"], r["format"], r["result"]) for r in records] == [
+        (oss.path(n), "oss2-ctr", "migrated, unauthenticated source") for n in sorted(objects)
+    ]
+    assert [r["size"] for r in records] == [len(objects[n]) for n in sorted(objects)]
+    fs = oss.efs()
+    for name, data in objects.items():
+        assert fs.cat_file(oss.path(name)) == data
+        meta = oss.meta(name)
+        assert not any(k.startswith(LEGACY) for k in meta), meta
+        assert "envstore-salt" in meta
+    assert oss.keys() == sorted(objects)  # no temporary object left
+    again = migrate(oss, "d", "d", rsa[0], recursive=True)
+    assert {r["result"] for r in again} == {"skipped: already envstore"}
+
+
+def test_multipart_upload_to_another_prefix(oss: OssEnv, rsa: tuple[str, bytes, bytes]) -> None:
+    cb = rsa_bucket(oss, rsa)
+    data = payload(250 * 1024 + 7, 3)
+    part = 100 * 1024
+    context = oss2.models.MultipartUploadCryptoContext(len(data), part)
+    key = oss.key_of("src/multi")
+    upload = cb.init_multipart_upload(key, upload_context=context)
+    parts = []
+    for number, start in enumerate(range(0, len(data), part), 1):
+        res = cb.upload_part(
+            key, upload.upload_id, number, data[start : start + part], upload_context=context
+        )
+        parts.append(oss2.models.PartInfo(number, res.etag))
+    cb.complete_multipart_upload(key, upload.upload_id, parts)
+    meta = oss.meta("src/multi")
+    assert meta[LEGACY + "data-size"] == str(len(data))
+    assert meta[LEGACY + "part-size"] == str(part)
+    before = oss.raw("src/multi")
+    records = migrate(oss, "src/multi", "dst/multi", rsa[0])
+    assert records[0]["result"] == "migrated, unauthenticated source"
+    assert oss.efs().cat_file(oss.path("dst/multi")) == data
+    assert oss.raw("src/multi") == before  # the source is left alone
+    assert migrate(oss, "src/multi", "dst/multi", rsa[0])[0]["result"] == (
+        "skipped: already migrated"
+    )
+
+
+def test_local_rsa_provider_oaep(oss: OssEnv, tmp_path: Path) -> None:
+    keys = tmp_path / "oss-rsa"
+    provider = oss2.LocalRsaProvider(dir=str(keys), key="k")
+    (keys / "k.private_key.pem").chmod(0o600)
+    data = payload(40_000, 5)
+    crypto_bucket(oss, provider).put_object(oss.key_of("o"), data)
+    assert oss.meta("o")[LEGACY + "wrap-alg"] == "RSA/NONE/OAEPWithSHA-1AndMGF1Padding"
+    legacy = f"rsa://{keys / 'k.private_key.pem'}"
+    assert migrate(oss, "o", "o", legacy)[0]["result"] == "migrated, unauthenticated source"
+    assert oss.efs().cat_file(oss.path("o")) == data
+
+
+def test_dry_run_changes_nothing(oss: OssEnv, rsa: tuple[str, bytes, bytes]) -> None:
+    cb = rsa_bucket(oss, rsa)
+    cb.put_object(oss.key_of("p/a"), b"aaa")
+    oss.client.put_object(oss.key_of("p/plain"), b"not encrypted")
+    raw = oss.raw("p/a")
+    records = migrate(oss, "p", "p", rsa[0], recursive=True, dry_run=True)
+    assert [(r["path"], r["result"]) for r in records] == [
+        (oss.path("p/a"), "would migrate, unauthenticated source"),
+        (oss.path("p/plain"), "skipped: not encrypted"),
+    ]
+    assert oss.raw("p/a") == raw and oss.keys() == ["p/a", "p/plain"]
+
+
+# -- tampered legacy objects -----------------------------------------------------------------------
+def _rewrite(oss: OssEnv, name: str, body: bytes) -> None:
+    """An attacker with write access: new body, the legacy envelope kept."""
+    oss.client.put_object(oss.key_of(name), body, headers=oss.meta_headers(name))
+
+
+def test_tampered_ctr_objects(oss: OssEnv, rsa: tuple[str, bytes, bytes]) -> None:
+    cb = rsa_bucket(oss, rsa)
+    data = payload(5000, 9)
+    for name in ("t/flipped", "t/truncated", "t/ok"):
+        put_checked(cb, oss.key_of(name), data)
+    raw = oss.raw("t/flipped")
+    _rewrite(oss, "t/flipped", raw[:100] + bytes([raw[100] ^ 1]) + raw[101:])
+    _rewrite(oss, "t/truncated", oss.raw("t/truncated")[:-1])
+    tampered = {n: oss.raw(n) for n in ("t/flipped", "t/truncated")}
+    with pytest.raises(IntegrityError, match="MD5"):
+        migrate(oss, "t/flipped", "t/flipped", rsa[0])
+    with pytest.raises(IntegrityError, match="truncated"):
+        migrate(oss, "t/truncated", "t/truncated", rsa[0])
+    records = {r["path"]: r for r in migrate(oss, "t", "t", rsa[0], recursive=True)}
+    assert records[oss.path("t/ok")]["result"] == "migrated, unauthenticated source"
+    for name, body in tampered.items():
+        assert records[oss.path(name)]["result"] == "failed"
+        assert "IntegrityError" in records[oss.path(name)]["error"]
+        assert oss.raw(name) == body  # never migrated, never deleted
+        assert LEGACY + "key" in oss.meta(name)
+    assert oss.keys() == ["t/flipped", "t/ok", "t/truncated"]
+
+
+def test_wrong_rsa_key_fails_without_touching(oss: OssEnv, rsa: tuple[str, bytes, bytes],
+                                              tmp_path: Path) -> None:
+    rsa_bucket(oss, rsa).put_object(oss.key_of("w"), b"secret")
+    other = rsa_key(tmp_path / "other", "other")[0]
+    with pytest.raises(envstore.KeyAccessError):
+        migrate(oss, "w", "w", other)
+    assert LEGACY + "key" in oss.meta("w")
+
+
+# -- interrupted in-place migration ---------------------------------------------------------------
+def test_interrupted_in_place_migration_resumes(
+    oss: OssEnv, rsa: tuple[str, bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cb = rsa_bucket(oss, rsa)
+    objects = {f"r/{i}": payload(1000 + i, i) for i in range(4)}
+    for name, data in objects.items():
+        cb.put_object(oss.key_of(name), data)
+    from envstore.fs import EnvstoreFileSystem
+
+    real_mv = EnvstoreFileSystem.mv
+    calls = {"n": 0}
+
+    def killed_mv(self: Any, path1: Any, path2: Any, *a: Any, **kw: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # killed after the new object was written, before the swap
+            raise KeyboardInterrupt
+        if calls["n"] == 3:  # killed between the server-side copy and the cleanup
+            self.store.copy(self._strip_protocol(path1), self._strip_protocol(path2))
+            raise KeyboardInterrupt
+        real_mv(self, path1, path2, *a, **kw)
+
+    monkeypatch.setattr(EnvstoreFileSystem, "mv", killed_mv)
+    with pytest.raises(KeyboardInterrupt):
+        migrate(oss, "r", "r", rsa[0], recursive=True, jobs=1)
+    assert oss.keys() == sorted([*objects, f"r/1{TEMP_SUFFIX}"])
+    assert LEGACY + "key" in oss.meta("r/1")  # not replaced yet
+    with pytest.raises(KeyboardInterrupt):
+        migrate(oss, "r", "r", rsa[0], recursive=True, jobs=1)
+    assert "envstore-salt" in oss.meta("r/1")  # replaced, temporary copy left behind
+    assert oss.keys() == sorted([*objects, f"r/1{TEMP_SUFFIX}"])
+    monkeypatch.setattr(EnvstoreFileSystem, "mv", real_mv)
+    records = migrate(oss, "r", "r", rsa[0], recursive=True)
+    assert [r["result"] for r in records] == [
+        "skipped: already envstore",
+        "skipped: already envstore",
+        "migrated, unauthenticated source",
+        "migrated, unauthenticated source",
+    ]
+    assert oss.keys() == sorted(objects)
+    fs = oss.efs()
+    for name, data in objects.items():
+        assert fs.cat_file(oss.path(name)) == data
