@@ -13,11 +13,7 @@ import envstore
 from envstore.errors import IntegrityError
 from envstore.migration.objects import TEMP_SUFFIX
 from tests.migration.helpers import payload, rsa_key
-from tests.stores.conftest_oss import (  # noqa: F401  (fixtures)
-    OssEnv,
-    oss_fixture,
-    oss_server_fixture,
-)
+from tests.stores.conftest_oss import OssEnv
 
 oss2 = pytest.importorskip("oss2")
 
@@ -158,8 +154,9 @@ def test_tampered_ctr_objects(oss: OssEnv, rsa: tuple[str, bytes, bytes]) -> Non
     assert oss.keys() == ["t/flipped", "t/ok", "t/truncated"]
 
 
-def test_wrong_rsa_key_fails_without_touching(oss: OssEnv, rsa: tuple[str, bytes, bytes],
-                                              tmp_path: Path) -> None:
+def test_wrong_rsa_key_fails_without_touching(
+    oss: OssEnv, rsa: tuple[str, bytes, bytes], tmp_path: Path
+) -> None:
     rsa_bucket(oss, rsa).put_object(oss.key_of("w"), b"secret")
     other = rsa_key(tmp_path / "other", "other")[0]
     with pytest.raises(envstore.KeyAccessError):

@@ -1,0 +1,207 @@
+"""Migration of S3 Encryption Client objects *built from the S3EC specification* with boto3 and
+moto KMS (see ``s3ec_spec.py``; the real client's objects are in ``test_s3ec_client.py``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import envstore
+from envstore.errors import IntegrityError
+from envstore.keys.local import keygen
+from tests.migration import s3ec_spec as spec
+from tests.migration.helpers import payload, rsa_key
+
+boto3 = pytest.importorskip("boto3")
+pytest.importorskip("s3fs")
+
+
+class Place:
+    """A fresh bucket on the moto server that serves KMS too."""
+
+    def __init__(self, kms_env: Any, key_uri: str) -> None:
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        self.endpoint = kms_env.options["endpoint_url"]
+        self.kms = kms_env.admin
+        self.key_id = kms_env.key_id
+        self.kms_uri = kms_env.uri
+        self.kms_options = kms_env.kms_options
+        self.key_uri = key_uri
+        self.s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+        self.bucket = f"mig-{uuid.uuid4().hex[:10]}"
+        self.s3.create_bucket(Bucket=self.bucket)
+
+    def put(self, name: str, body: bytes, meta: dict[str, str]) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=name, Body=body, Metadata=meta)
+
+    def raw(self, name: str) -> tuple[bytes, dict[str, str]]:
+        out = self.s3.get_object(Bucket=self.bucket, Key=name)
+        return out["Body"].read(), out["Metadata"]
+
+    def keys(self) -> list[str]:
+        out = self.s3.list_objects_v2(Bucket=self.bucket)
+        return sorted(o["Key"] for o in out.get("Contents", []))
+
+    def options(self) -> dict[str, Any]:
+        s3 = {"endpoint_url": self.endpoint, "key": "testing", "secret": "testing"}
+        return {"key_uri": self.key_uri, "kms_options": self.kms_options, "s3": s3}
+
+    def migrate(self, src: str, dst: str, legacy: list[str], **kw: Any) -> list[dict[str, Any]]:
+        return envstore.migrate(
+            f"s3://{self.bucket}/{src}".rstrip("/"),
+            f"envstore::s3://{self.bucket}/{dst}",
+            legacy_key_uris=legacy,
+            **self.options(),
+            **kw,
+        )
+
+    def read(self, name: str) -> bytes:
+        import fsspec
+
+        fs = fsspec.filesystem(
+            "envstore",
+            target_protocol="s3",
+            target_options=self.options()["s3"],
+            key_uri=self.key_uri,
+            skip_instance_cache=True,
+        )
+        return fs.cat_file(f"{self.bucket}/{name}")
+
+
+@pytest.fixture
+def place(awskms: Any, key_uri: str) -> Place:
+    return Place(awskms, key_uri)
+
+
+@pytest.fixture
+def raw_key(tmp_path: Path) -> tuple[str, bytes]:
+    """A raw 256-bit AES key (as the S3EC AES keyring takes it) in a local:// key file."""
+    path = keygen(tmp_path / "legacy" / "aes.key")
+    return f"local://{path}", base64.b64decode(path.read_bytes())
+
+
+def test_every_format_migrates_in_place(
+    place: Place, raw_key: tuple[str, bytes], tmp_path: Path
+) -> None:
+    rsa_uri, _, rsa_public = rsa_key(tmp_path / "rsa")
+    objects = {
+        "p/v2-kms": (spec.v2_gcm_kms(place.kms, place.key_id, payload(70_000, 1)), "s3ec-v2-gcm"),
+        "p/v2-aes": (spec.v2_gcm_aes(raw_key[1], payload(1000, 2)), "s3ec-v2-gcm"),
+        "p/v2-rsa": (spec.v2_gcm_rsa(rsa_public, b""), "s3ec-v2-gcm"),
+        "p/v2-cbc": (spec.v2_cbc_kms(place.kms, place.key_id, payload(4096, 3)), "s3ec-v2-cbc"),
+        "p/v1-cbc": (spec.v1_cbc_aes(raw_key[1], payload(17, 4)), "s3ec-v1-cbc"),
+        "p/v3-kms": (spec.v3_kms(place.kms, place.key_id, payload(33_333, 5)), "s3ec-v3-gcm"),
+    }
+    for name, ((body, meta), _) in objects.items():
+        place.put(name, body, meta)
+    plain = {
+        "p/v2-kms": payload(70_000, 1),
+        "p/v2-aes": payload(1000, 2),
+        "p/v2-rsa": b"",
+        "p/v2-cbc": payload(4096, 3),
+        "p/v1-cbc": payload(17, 4),
+        "p/v3-kms": payload(33_333, 5),
+    }
+    legacy = [place.kms_uri, raw_key[0], rsa_uri]
+    records = {r["path"]: r for r in place.migrate("p", "p", legacy, recursive=True)}
+    for name, (_, fmt) in objects.items():
+        r = records[f"{place.bucket}/{name}"]
+        assert r["format"] == fmt and r["size"] == len(plain[name]), r
+        unauth = fmt.endswith("cbc")
+        assert r["result"] == ("migrated, unauthenticated source" if unauth else "migrated")
+        assert r["authenticated"] is (not unauth)
+        assert place.read(name) == plain[name]
+        assert not any(k.startswith("x-amz-") for k in place.raw(name)[1])
+    assert place.keys() == sorted(objects)
+
+
+def test_instruction_file_to_another_prefix(place: Place) -> None:
+    data = payload(10_000, 8)
+    body, meta = spec.v2_gcm_kms(place.kms, place.key_id, data)
+    place.put("src/obj", body, {})
+    place.put("src/obj.instruction", json.dumps(meta).encode(), {"x-amz-crypto-instr-file": ""})
+    records = place.migrate("src", "dst", [place.kms_uri], recursive=True)
+    assert [(r["path"], r["dst"], r["format"], r["result"]) for r in records] == [
+        (f"{place.bucket}/src/obj", f"{place.bucket}/dst/obj", "s3ec-v2-gcm", "migrated")
+    ]
+    assert place.read("dst/obj") == data
+    assert place.keys() == ["dst/obj", "src/obj", "src/obj.instruction"]  # source kept
+
+
+def test_instruction_file_in_place_is_removed(place: Place) -> None:
+    data = payload(300, 9)
+    body, meta = spec.v2_gcm_kms(place.kms, place.key_id, data)
+    place.put("o", body, {})
+    place.put("o.instruction", json.dumps(meta).encode(), {})
+    assert place.migrate("o", "o", [place.kms_uri])[0]["result"] == "migrated"
+    assert place.keys() == ["o"] and place.read("o") == data
+
+
+# -- tampered objects: never migrated, never deleted -------------------------------------------
+def _flip(body: bytes, at: int) -> bytes:
+    return body[:at] + bytes([body[at] ^ 0x80]) + body[at + 1 :]
+
+
+def tampered(place: Place, raw: bytes) -> dict[str, tuple[bytes, dict[str, str]]]:
+    data = payload(5000, 11)
+    gcm, gmeta = spec.v2_gcm_kms(place.kms, place.key_id, data)
+    cbc, cmeta = spec.v1_cbc_aes(raw, data)
+    v3, v3meta = spec.v3_kms(place.kms, place.key_id, data)
+    swapped = dict(gmeta, **{"x-amz-cek-alg": spec.CBC})
+    swapped.pop("x-amz-tag-len")
+    wrong_commit = dict(v3meta, **{"x-amz-d": spec.b64(os.urandom(28))})
+    return {
+        "gcm-flipped": (_flip(gcm, 10), gmeta),
+        "gcm-truncated": (gcm[:-1], gmeta),
+        "gcm-tag-only": (gcm[-16:], gmeta),
+        "gcm-as-cbc": (gcm[:-16], swapped),
+        "cbc-truncated": (cbc[:-16], cmeta),
+        "cbc-odd": (cbc[:-3], cmeta),
+        "v3-flipped": (_flip(v3, 3), v3meta),
+        "v3-commitment": (v3, wrong_commit),
+    }
+
+
+def test_tampered_objects_fail_and_stay(place: Place, raw_key: tuple[str, bytes]) -> None:
+    objects = tampered(place, raw_key[1])
+    for name, (body, meta) in objects.items():
+        place.put(f"t/{name}", body, meta)
+    legacy = [place.kms_uri, raw_key[0]]
+    for name in objects:
+        with pytest.raises(IntegrityError):
+            place.migrate(f"t/{name}", f"t/{name}", legacy)
+    records = place.migrate("t", "t", legacy, recursive=True, jobs=2)
+    assert [r["result"] for r in records] == ["failed"] * len(objects)
+    assert all("IntegrityError" in r["error"] for r in records), records
+    for name, (body, meta) in objects.items():
+        assert place.raw(f"t/{name}") == (body, meta)
+    assert place.keys() == sorted(f"t/{n}" for n in objects)
+
+
+def test_wrong_kms_context_is_refused(place: Place) -> None:
+    body, meta = spec.v2_gcm_kms(place.kms, place.key_id, b"x" * 100)
+    meta["x-amz-matdesc"] = json.dumps({"aws:x-amz-cek-alg": spec.GCM, "team": "other"})
+    place.put("c", body, meta)
+    with pytest.raises(envstore.KeyAccessError):
+        place.migrate("c", "c", [place.kms_uri])
+    assert place.raw("c") == (body, meta)
+
+
+def test_dry_run_and_plain_objects(place: Place) -> None:
+    body, meta = spec.v2_gcm_kms(place.kms, place.key_id, b"abc")
+    place.put("d/enc", body, meta)
+    place.put("d/plain", b"plain text", {})
+    records = place.migrate("d", "d", [place.kms_uri], recursive=True, dry_run=True)
+    assert [(r["path"].rsplit("/", 1)[1], r["format"], r["result"]) for r in records] == [
+        ("enc", "s3ec-v2-gcm", "would migrate"),
+        ("plain", None, "skipped: not encrypted"),
+    ]
+    assert place.raw("d/enc") == (body, meta)
