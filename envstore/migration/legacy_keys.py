@@ -87,9 +87,19 @@ class LegacyKeys:
         raise KeyAccessError(f"{what}: no legacy {kind} key opens it ({last})")
 
     # -- RSA ----------------------------------------------------------------------------------
-    def rsa(self, blob: bytes, scheme: str) -> bytearray:
+    def rsa(self, blob: bytes, scheme: str, size: int | None = None) -> bytearray:
+        """RSA-decrypt with each rsa:// key.  ``size``: the length the plaintext must have
+        (PKCS#1 v1.5 decryption with a wrong key returns random bytes instead of failing)."""
+
         def one(uri: str) -> Callable[[], bytearray]:
-            return lambda: get_provider(uri, self.kms_options).decrypt(blob, scheme)  # type: ignore[attr-defined]
+            def attempt() -> bytearray:
+                out = get_provider(uri, self.kms_options).decrypt(blob, scheme)  # type: ignore[attr-defined]
+                if size is not None and len(out) != size:
+                    out[:] = bytes(len(out))
+                    raise KeyAccessError(f"{uri} is not the key of this object")
+                return out
+
+            return attempt
 
         return self._try("rsa://", f"RSA ({scheme}) wrapped key", [one(u) for u in self._rsa()])
 
@@ -160,6 +170,8 @@ class LegacyKeys:
                     out = unpad.update(dec.update(bytes(blob)) + dec.finalize()) + unpad.finalize()
                 except ValueError:
                     raise KeyAccessError("AES unwrap failed (bad padding)") from None
+                if len(out) != 32:  # a wrong key can leave valid-looking padding
+                    raise KeyAccessError("AES unwrap failed (wrong key)")
                 return bytearray(out)
 
             return attempt

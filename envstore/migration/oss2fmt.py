@@ -73,8 +73,8 @@ def _unwrap(env: Mapping[str, str], old: bool, keys: LegacyKeys) -> tuple[bytear
     if old and wrap != "kms":
         wrap = "RSA/NONE/OAEPWithSHA-1AndMGF1Padding"
     if wrap in _RSA:
-        key = keys.rsa(b64(env.get("key"), "key"), _RSA[wrap])
-        iv = bytes(keys.rsa(b64(env.get("start"), "start"), _RSA[wrap]))
+        key = keys.rsa(b64(env.get("key"), "key"), _RSA[wrap], 32)
+        iv = bytes(keys.rsa(b64(env.get("start"), "start"), _RSA[wrap], BLOCK))
         return key, iv
     if wrap in (KMS, "kms"):
         blob = env.get("key") or ""

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from envstore.errors import FormatError, IntegrityError
+from envstore.errors import FormatError, IntegrityError, KeyAccessError
 from envstore.migration.base import Legacy, plain_int
 from envstore.migration.ciphers import TAG, CbcDecoder, Decoder, GcmDecoder, checks
 from envstore.migration.legacy_keys import LegacyKeys, b64
@@ -128,14 +128,14 @@ def unwrap(env: Mapping[str, str], version: int, cipher: str, keys: LegacyKeys) 
     if wrap == "RSA-OAEP-SHA1":
         return _rsa_oaep_sha1(keys, blob, cipher)
     if wrap == "RSA/ECB/OAEPWithSHA-256AndMGF1Padding":
-        return keys.rsa(blob, "oaep-sha256")
+        return keys.rsa(blob, "oaep-sha256", 32)
     if wrap == "AESWrap":
         return keys.aes_wrap(blob)
     if wrap is None and version == 1:  # legacy V1: "AES" (ECB) or "RSA" (PKCS#1 v1.5)
         try:
             return keys.aes_ecb(blob)
-        except Exception:
-            return keys.rsa(blob, "pkcs1v15")
+        except KeyAccessError:
+            return keys.rsa(blob, "pkcs1v15", 32)
     raise FormatError(f"S3EC envelope: unsupported key wrap algorithm {wrap!r}")
 
 

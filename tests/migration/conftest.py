@@ -13,4 +13,4 @@ from tests.keys.conftest import (  # noqa: F401  (fixtures)
 
 pytest.importorskip("oss2")
 
-from tests.stores.conftest_oss import oss_fixture, oss_server_fixture  # noqa: E402, F401
+from tests.stores.conftest_oss import oss_fixture, oss_server_fixture  # noqa: F401
