@@ -207,3 +207,48 @@ def test_interrupted_in_place_migration_resumes(
     fs = oss.efs()
     for name, data in objects.items():
         assert fs.cat_file(oss.path(name)) == data
+
+
+# -- the command line --------------------------------------------------------------------------
+def test_cli_reports_each_object_and_exits_1_on_failure(
+    oss: OssEnv, rsa: tuple[str, bytes, bytes]
+) -> None:
+    from click.testing import CliRunner
+
+    from envstore.cli import main
+
+    cb = rsa_bucket(oss, rsa)
+    put_checked(cb, oss.key_of("c/bad"), b"x" * 100)
+    put_checked(cb, oss.key_of("c/good"), b"y" * 100)
+    raw = oss.raw("c/bad")
+    _rewrite(oss, "c/bad", raw[:-1] + bytes([raw[-1] ^ 1]))
+    args = [
+        "migrate",
+        "-r",
+        f"oss://{oss.root}/c",
+        oss.url("c"),
+        "--legacy-key-uri",
+        rsa[0],
+        "--key-uri",
+        oss.key_uri,
+        "-o",
+        f"oss.endpoint={oss.endpoint}",
+        "-o",
+        f"oss.key={oss.key}",
+        "-o",
+        f"oss.secret={oss.secret}",
+    ]
+    dry = CliRunner().invoke(main, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.splitlines() == [
+        f"would migrate, unauthenticated source  {oss.path('c/bad')} [oss2-ctr]",
+        f"would migrate, unauthenticated source  {oss.path('c/good')} [oss2-ctr]",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"failed  {oss.path('c/bad')}: IntegrityError: ")
+    assert lines[1] == f"migrated, unauthenticated source  {oss.path('c/good')} [oss2-ctr]"
+    assert "1 of 2 object(s) failed to migrate" in lines[-1]
+    assert oss.efs().cat_file(oss.path("c/good")) == b"y" * 100
+    assert oss.raw("c/bad")[:-1] == raw[:-1]
