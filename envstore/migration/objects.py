@@ -213,8 +213,9 @@ def _commit(job: Job, item: Item, legacy: Legacy, head: SourceHead, target: str)
         job.source.rm(legacy.instruction)
 
 
-def convert(job: Job, item: Item, legacy: Legacy, head: SourceHead) -> None:
-    """Decrypt, re-encrypt, verify and (in place) replace one legacy object."""
+def convert(job: Job, item: Item, legacy: Legacy, head: SourceHead) -> int:
+    """Decrypt, re-encrypt, verify and (in place) replace one legacy object; returns the
+    plaintext size."""
     assert job.keys is not None
     target = item.dst + TEMP_SUFFIX if item.in_place else item.dst
     decoder = legacy.open(job.keys)
@@ -225,6 +226,7 @@ def convert(job: Job, item: Item, legacy: Legacy, head: SourceHead) -> None:
         job.fs.rm_file(target)
         raise
     _commit(job, item, legacy, head, target)
+    return size
 
 
 def _drop_leftover(job: Job, item: Item) -> None:
@@ -258,8 +260,8 @@ def migrate_one(job: Job, item: Item) -> dict[str, Any]:
         return record(
             item, legacy.format, legacy.plain_len, "would migrate" + note, authenticated=auth
         )
-    convert(job, item, legacy, head)
-    return record(item, legacy.format, legacy.plain_len, "migrated" + note, authenticated=auth)
+    size = convert(job, item, legacy, head)
+    return record(item, legacy.format, size, "migrated" + note, authenticated=auth)
 
 
 def check_jobs(jobs: int) -> None:

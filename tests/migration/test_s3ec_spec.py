@@ -151,3 +151,64 @@ def test_dry_run_and_plain_objects(place: Place) -> None:
         ("plain", None, "skipped: not encrypted"),
     ]
     assert place.raw("d/enc") == (body, meta)
+
+
+# -- streaming: bounded reads, GCM staged and authenticated before anything is written --------
+def test_streaming_reads_and_gcm_staging(
+    place: Place, raw_key: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from envstore.fs import EnvstoreFileSystem
+    from envstore.migration import objects
+    from envstore.migration.source import Source
+
+    monkeypatch.setattr(objects, "STEP", 64 * 1024)
+    reads: list[int] = []
+    real_read = Source.read
+
+    def read(self: Source, path: str, start: int, end: int) -> bytes:
+        reads.append(end - start)
+        return real_read(self, path, start, end)
+
+    monkeypatch.setattr(Source, "read", read)
+    staged: list[Any] = []
+    real_tmp = tempfile.TemporaryFile
+
+    def tmp(*a: Any, **kw: Any) -> Any:
+        staged.append(real_tmp(*a, **kw))
+        return staged[-1]
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", tmp)
+    writers: list[str] = []
+    real_writer = EnvstoreFileSystem._writer
+
+    def writer(self: EnvstoreFileSystem, path: str, *a: Any, **kw: Any) -> Any:
+        writers.append(path)
+        return real_writer(self, path, *a, **kw)
+
+    monkeypatch.setattr(EnvstoreFileSystem, "_writer", writer)
+    data = payload(300_000, 21)
+    body, meta = spec.v2_gcm_aes(raw_key[1], data)
+    place.put("s/good", body, meta)
+    place.put("s/bad", _flip(body, len(body) - 1), meta)
+    assert place.migrate("s/good", "d/good", [raw_key[0]])[0]["result"] == "migrated"
+    assert place.read("d/good") == data
+    assert max(reads) <= 64 * 1024 and sum(reads) == len(body)
+    assert len(staged) == 1 and staged[0].closed  # staged in a temporary file, then dropped
+    assert writers == [f"{place.bucket}/d/good"]
+    writers.clear()
+    with pytest.raises(IntegrityError):
+        place.migrate("s/bad", "d/bad", [raw_key[0]])
+    assert writers == []  # failed authentication before any envstore object was opened
+    assert "d/bad" not in place.keys()
+
+
+def test_ctr_like_failure_discards_the_new_object(place: Place, raw_key: tuple[str, bytes]) -> None:
+    """CBC streams into the new object; a failed end check discards it (nothing appears)."""
+    body, meta = spec.v1_cbc_aes(raw_key[1], payload(50_000, 22))
+    meta["x-amz-unencrypted-content-length"] = "49999"
+    place.put("c/src", body, meta)
+    with pytest.raises(IntegrityError, match="truncated or extended"):
+        place.migrate("c/src", "c/dst", [raw_key[0]])
+    assert place.keys() == ["c/src"]
