@@ -4,6 +4,7 @@ protocol), ``s3://`` through s3fs; each takes its options under its protocol nam
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,17 @@ def split_url(url: str) -> tuple[str, str]:
     return protocol, path.strip("/")
 
 
+class _QuietRawGets(logging.Filter):
+    """oss2 warns on every plain GET of a CryptoBucket object ("Using Bucket to get an encrypted
+    object will return raw data"): reading the raw bytes is exactly what migration does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using Bucket to get an encrypted object")
+
+
+_QUIET = _QuietRawGets()
+
+
 class Source:
     """A legacy store: heads with user metadata, ranged reads, listings, removals."""
 
@@ -42,6 +54,10 @@ class Source:
         self.protocol, self.root = split_url(url)
         self.options = dict(options.get(self.protocol) or {})
         self.fs = inner_filesystem(self.protocol, self.options)
+        if self.protocol == "oss":
+            models = logging.getLogger("oss2.models")
+            if _QUIET not in models.filters:
+                models.addFilter(_QUIET)
 
     def __repr__(self) -> str:
         return f"<legacy source {self.protocol}://{self.root}>"
