@@ -46,9 +46,13 @@ def cbc_body(key: bytes, data: bytes) -> tuple[bytes, bytes]:
     return iv, enc.update(pad.update(data) + pad.finalize()) + enc.finalize()
 
 
-def v2_gcm_kms(kms: Any, key_id: str, data: bytes) -> tuple[bytes, dict[str, str]]:
+def v2_gcm_kms(
+    kms: Any, key_id: str, data: bytes, keys: list[bytes] | None = None
+) -> tuple[bytes, dict[str, str]]:
     context = {"aws:x-amz-cek-alg": GCM, "team": "data"}
     key, blob = kms_data_key(kms, key_id, context)
+    if keys is not None:
+        keys.append(key)
     iv, body = gcm_body(key, data)
     return body, {
         "x-amz-key-v2": b64(blob),
@@ -61,8 +65,12 @@ def v2_gcm_kms(kms: Any, key_id: str, data: bytes) -> tuple[bytes, dict[str, str
     }
 
 
-def v2_gcm_aes(raw_key: bytes, data: bytes) -> tuple[bytes, dict[str, str]]:
+def v2_gcm_aes(
+    raw_key: bytes, data: bytes, keys: list[bytes] | None = None
+) -> tuple[bytes, dict[str, str]]:
     key = os.urandom(32)
+    if keys is not None:
+        keys.append(key)
     nonce = os.urandom(12)
     wrapped = nonce + AESGCM(raw_key).encrypt(nonce, key, GCM.encode())
     iv, body = gcm_body(key, data)
