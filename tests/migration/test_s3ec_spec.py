@@ -246,3 +246,44 @@ def test_no_key_bytes_in_debug_logs_or_records(
     for key in kms_keys:
         for form in secret_forms(key):
             assert form not in ours
+
+
+# -- arguments -----------------------------------------------------------------------------------
+def test_bad_arguments(place: Place, raw_key: tuple[str, bytes], tmp_path: Path) -> None:
+    from envstore.errors import ConfigError
+
+    body, meta = spec.v2_gcm_aes(raw_key[1], b"abc")
+    place.put("x/obj", body, meta)
+    opts = place.options()
+    src, dst = f"s3://{place.bucket}/x/obj", f"envstore::s3://{place.bucket}/x/obj"
+    for bad_src in ("file:///tmp/x", f"envstore::s3://{place.bucket}/x", "x/obj"):
+        with pytest.raises(ConfigError, match="migrate reads"):
+            envstore.migrate(bad_src, dst, legacy_key_uris=[raw_key[0]], **opts)
+    with pytest.raises(ConfigError, match="envstore:: URL"):
+        envstore.migrate(src, f"s3://{place.bucket}/y", legacy_key_uris=[raw_key[0]], **opts)
+    with pytest.raises(ConfigError, match="at least one legacy key"):
+        envstore.migrate(src, dst, legacy_key_uris=[], **opts)
+    with pytest.raises(ConfigError, match="cannot be a legacy key"):
+        envstore.migrate(src, dst, legacy_key_uris=["alikms-instance://k"], **opts)
+    with pytest.raises(ConfigError, match="jobs"):
+        envstore.migrate(src, dst, legacy_key_uris=[raw_key[0]], jobs=0, **opts)
+    with pytest.raises(IsADirectoryError):
+        envstore.migrate(src.rsplit("/", 1)[0], dst, legacy_key_uris=[raw_key[0]], **opts)
+    with pytest.raises(FileNotFoundError):
+        envstore.migrate(src + "-missing", dst, legacy_key_uris=[raw_key[0]], **opts)
+    with pytest.raises(envstore.KeyAccessError, match="no legacy local:// key opens it"):
+        other = f"local://{keygen(tmp_path / 'other.key')}"
+        envstore.migrate(src, dst, legacy_key_uris=[other], **opts)
+    assert place.raw("x/obj") == (body, meta)
+
+
+def test_separate_destination_is_not_overwritten(place: Place, raw_key: tuple[str, bytes]) -> None:
+    body, meta = spec.v2_gcm_aes(raw_key[1], b"legacy data")
+    place.put("s/obj", body, meta)
+    place.put("d/obj", b"someone else's object", {})
+    with pytest.raises(FileExistsError, match="replace"):
+        place.migrate("s/obj", "d/obj", [raw_key[0]])
+    assert place.raw("d/obj")[0] == b"someone else's object"
+    assert place.migrate("s/obj", "d/obj", [raw_key[0]], replace=True)[0]["result"] == "migrated"
+    assert place.read("d/obj") == b"legacy data"
+    assert place.migrate("s/obj", "d/", [raw_key[0]])[0]["result"] == "skipped: already migrated"
