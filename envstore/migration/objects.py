@@ -231,11 +231,17 @@ def convert(job: Job, item: Item, legacy: Legacy, head: SourceHead) -> int:
 
 def _drop_leftover(job: Job, item: Item) -> None:
     """An in-place run interrupted between its copy and its cleanup left the new object's
-    temporary copy: the legacy object is already replaced, so remove it."""
+    temporary copy, or the legacy object's S3EC instruction file: the legacy object is
+    already replaced, so remove them (an instruction file only if it is one)."""
     temp = item.dst + TEMP_SUFFIX
-    if item.temp is False or (item.temp is None and not job.fs.fs.exists(temp)):
+    if item.temp or (item.temp is None and job.fs.fs.exists(temp)):
+        job.fs.fs.rm_file(temp)
+    if not item.instruction:  # None (single object): not looked for
         return
-    job.fs.fs.rm_file(temp)
+    name = item.src + s3ec.INSTRUCTION_SUFFIX
+    data = job.source.small(name)
+    if data is not None and s3ec.detect(s3ec.parse_instruction(data)):
+        job.source.rm(name)
 
 
 def migrate_one(job: Job, item: Item) -> dict[str, Any]:

@@ -82,13 +82,32 @@ def test_instruction_file_to_another_prefix(place: Place) -> None:
     assert place.keys() == ["dst/obj", "src/obj", "src/obj.instruction"]  # source kept
 
 
-def test_instruction_file_in_place_is_removed(place: Place) -> None:
+def test_instruction_file_in_place_is_removed(
+    place: Place, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = payload(300, 9)
     body, meta = spec.v2_gcm_kms(place.kms, place.key_id, data)
     place.put("o", body, {})
     place.put("o.instruction", json.dumps(meta).encode(), {})
     assert place.migrate("o", "o", [place.kms_uri])[0]["result"] == "migrated"
     assert place.keys() == ["o"] and place.read("o") == data
+    # killed after the swap, before the instruction file was removed: a re-run removes it
+    from envstore.migration.source import Source
+
+    place.put("p/o", body, {})
+    place.put("p/o.instruction", json.dumps(meta).encode(), {})
+
+    def killed(self: Source, path: str) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Source, "rm", killed)
+        with pytest.raises(KeyboardInterrupt):
+            place.migrate("p", "p", [place.kms_uri], recursive=True)
+    assert place.keys() == ["o", "p/o", "p/o.instruction"]
+    records = place.migrate("p", "p", [place.kms_uri], recursive=True)
+    assert [r["result"] for r in records] == ["skipped: already envstore"]
+    assert place.keys() == ["o", "p/o"] and place.read("p/o") == data
 
 
 # -- tampered objects: never migrated, never deleted -------------------------------------------
