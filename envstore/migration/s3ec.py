@@ -92,7 +92,10 @@ def _version(env: Mapping[str, str]) -> int:
 
 def _kms_context(env: Mapping[str, str], wrap: str, cipher: str, version: int) -> dict[str, str]:
     context = _json_map(env.get("x-amz-t" if version == 3 else "x-amz-matdesc"), "context")
-    if wrap == "kms+context" and context.get("aws:x-amz-cek-alg") != cipher:
+    named = context.get("aws:x-amz-cek-alg")
+    # kms+context must name the content cipher; a plain "kms" wrap must not name another one
+    # (a kms+context key relabelled "kms" would otherwise open a GCM body read as CBC)
+    if (wrap == "kms+context" or named is not None) and named != cipher:
         raise IntegrityError(
             "S3EC envelope: the KMS encryption context names another content cipher than the "
             "object uses (altered metadata)"

@@ -122,12 +122,28 @@ def tampered(place: Place, raw: bytes) -> dict[str, tuple[bytes, dict[str, str]]
     v3, v3meta = spec.v3_kms(place.kms, place.key_id, data)
     swapped = dict(gmeta, **{"x-amz-cek-alg": spec.CBC})
     swapped.pop("x-amz-tag-len")
+    relabelled = dict(swapped, **{"x-amz-wrap-alg": "kms"})
+    as_v2 = dict(v3meta)
+    for k in ("x-amz-c", "x-amz-3", "x-amz-w", "x-amz-t", "x-amz-d", "x-amz-i"):
+        as_v2.pop(k)
+    as_v2.update(
+        {
+            "x-amz-key-v2": v3meta["x-amz-3"],
+            "x-amz-iv": spec.b64(b"\x01" * 12),
+            "x-amz-cek-alg": spec.GCM,
+            "x-amz-wrap-alg": "kms+context",
+            "x-amz-matdesc": v3meta["x-amz-t"],
+            "x-amz-tag-len": "128",
+        }
+    )
     wrong_commit = dict(v3meta, **{"x-amz-d": spec.b64(os.urandom(28))})
     return {
         "gcm-flipped": (_flip(gcm, 10), gmeta),
         "gcm-truncated": (gcm[:-1], gmeta),
         "gcm-tag-only": (gcm[-16:], gmeta),
         "gcm-as-cbc": (gcm[:-16], swapped),
+        "gcm-as-kms-cbc": (gcm[:-16], relabelled),
+        "v3-as-v2": (v3, as_v2),
         "cbc-truncated": (cbc[:-16], cmeta),
         "cbc-odd": (cbc[:-3], cmeta),
         "v3-flipped": (_flip(v3, 3), v3meta),
@@ -306,3 +322,15 @@ def test_separate_destination_is_not_overwritten(place: Place, raw_key: tuple[st
     assert place.migrate("s/obj", "d/obj", [raw_key[0]], replace=True)[0]["result"] == "migrated"
     assert place.read("d/obj") == b"legacy data"
     assert place.migrate("s/obj", "d/", [raw_key[0]])[0]["result"] == "skipped: already migrated"
+
+
+def test_kms_key_relabelled_as_plain_kms_is_refused(place: Place) -> None:
+    """A kms+context data key relabelled ``kms`` with a CBC content cipher: KMS would still
+    unwrap it (same encryption context), so the cipher named in the context is checked."""
+    body, meta = spec.v2_gcm_kms(place.kms, place.key_id, payload(4096, 40))
+    meta.update({"x-amz-cek-alg": spec.CBC, "x-amz-wrap-alg": "kms"})
+    meta.pop("x-amz-tag-len")
+    meta["x-amz-unencrypted-content-length"] = str(len(body))
+    place.put("r", body, meta)
+    with pytest.raises(IntegrityError, match="another content cipher"):
+        place.migrate("r", "r", [place.kms_uri])
