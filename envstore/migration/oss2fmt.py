@@ -17,7 +17,8 @@ Written from oss2's ``crypto.py``, ``models.py`` (``ContentCryptoMaterial``) and
   multiple of 16: part *n* continues the same counter stream at ``iv + offset / 16``).
 
 Pre-2.9 objects use ``oss-crypto-key``, ``oss-crypto-start``, ``oss-cek-alg``,
-``oss-wrap-alg`` (``kms`` or RSA OAEP), ``oss-crypto-unencrypted-content-*``.
+``oss-wrap-alg`` (``kms`` or RSA OAEP), ``oss-crypto-unencrypted-content-*``; their "start" is
+the initial counter as wrapped decimal text, and KMS blobs are stored as they are.
 CTR has no authentication: the body is checked against the recorded lengths, the MD5 and the
 store's CRC64 of the stored bytes where present, and is reported as unauthenticated.
 """
@@ -68,14 +69,24 @@ def _text_b64(text: str, what: str) -> bytes:
         raise IntegrityError(f"KMS returned a {what} that is not base64") from None
 
 
+def _counter(text: bytes | str) -> bytes:
+    """Pre-2.9 objects wrap the initial counter as decimal text, not the IV bytes."""
+    raw = text.decode("ascii", "replace") if isinstance(text, (bytes, bytearray)) else text
+    if not raw.strip().isdigit() or len(raw.strip()) > 39:
+        raise IntegrityError("oss2 envelope: the unwrapped counter is not a number (wrong key?)")
+    return (int(raw.strip()) % (1 << 128)).to_bytes(BLOCK, "big")
+
+
 def _unwrap(env: Mapping[str, str], old: bool, keys: LegacyKeys) -> tuple[bytearray, bytes]:
     wrap = env.get("wrap-alg") or ""
     if old and wrap != "kms":
         wrap = "RSA/NONE/OAEPWithSHA-1AndMGF1Padding"
     if wrap in _RSA:
         key = keys.rsa(b64(env.get("key"), "key"), _RSA[wrap], 32)
-        iv = bytes(keys.rsa(b64(env.get("start"), "start"), _RSA[wrap], BLOCK))
-        return key, iv
+        start = b64(env.get("start"), "start")
+        if old:
+            return key, _counter(keys.rsa(start, _RSA[wrap]))
+        return key, bytes(keys.rsa(start, _RSA[wrap], BLOCK))
     if wrap in (KMS, "kms"):
         blob = env.get("key") or ""
         start = env.get("start") or ""
@@ -84,8 +95,7 @@ def _unwrap(env: Mapping[str, str], old: bool, keys: LegacyKeys) -> tuple[bytear
             start = b64(start, "start").decode("ascii", "replace")
         key = bytearray(_text_b64(keys.alikms_text(blob, {}), "data key"))
         iv_text = keys.alikms_text(start, {})
-        iv = iv_text.encode("latin-1") if old else _text_b64(iv_text, "IV")
-        return key, iv
+        return key, _counter(iv_text) if old else _text_b64(iv_text, "IV")
     raise FormatError(f"oss2 envelope: unsupported key wrap algorithm {wrap!r}")
 
 

@@ -293,3 +293,35 @@ def test_alikms_provider_objects(oss: OssEnv, alikms: Any) -> None:
     assert [r["result"] for r in records] == ["migrated, unauthenticated source"]
     assert alikms.calls("Decrypt") == decrypts + 2  # the data key and the IV
     assert oss.efs().cat_file(oss.path("k/one")) == data
+
+
+def test_pre_2_9_metadata_names(oss: OssEnv, tmp_path: Path) -> None:
+    """Objects of oss2 before 2.9 (``x-oss-meta-oss-crypto-*``, OAEP, CEK named AES/GCM though
+    the content is CTR): the same object with its envelope renamed, and oss2 still reads it."""
+    keys = tmp_path / "oss-rsa"
+    provider = oss2.LocalRsaProvider(dir=str(keys), key="k")
+    (keys / "k.private_key.pem").chmod(0o600)
+    data = payload(2000, 13)
+    cb = crypto_bucket(oss, provider)
+    cb.put_object(oss.key_of("old"), data)
+    meta = oss.meta("old")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    private = serialization.load_pem_private_key((keys / "k.private_key.pem").read_bytes(), None)
+    oaep = padding.OAEP(padding.MGF1(hashes.SHA1()), hashes.SHA1(), None)
+    iv = private.decrypt(base64.b64decode(meta[LEGACY + "start"]), oaep)  # type: ignore[union-attr]
+    counter = str(int.from_bytes(iv, "big")).encode()  # pre-2.9: the counter as decimal text
+    start = base64.b64encode(private.public_key().encrypt(counter, oaep)).decode()  # type: ignore[union-attr]
+    renamed = {
+        "x-oss-meta-oss-crypto-key": meta[LEGACY + "key"],
+        "x-oss-meta-oss-crypto-start": start,
+        "x-oss-meta-oss-cek-alg": "AES/GCM/NoPadding",
+        "x-oss-meta-oss-wrap-alg": "rsa",
+        "x-oss-meta-oss-crypto-unencrypted-content-length": str(len(data)),
+    }
+    oss.client.put_object(oss.key_of("old"), oss.raw("old"), headers=renamed)
+    assert cb.get_object(oss.key_of("old")).read() == data  # oss2 reads the old names
+    legacy = f"rsa://{keys / 'k.private_key.pem'}"
+    assert migrate(oss, "old", "old", legacy)[0]["result"] == "migrated, unauthenticated source"
+    assert oss.efs().cat_file(oss.path("old")) == data
