@@ -71,13 +71,15 @@ def record(item: Item, fmt: str | None, size: int | None, result: str, **kw: Any
 
 
 # -- detection ----------------------------------------------------------------------------------
-def detect(job: Job, item: Item, head: SourceHead) -> Legacy | None:
-    """The legacy envelope of an object, or None if it has none."""
+def detect(job: Job, item: Item, head: SourceHead) -> Legacy | str | None:
+    """The legacy envelope of an object, ``"envstore"`` for an envstore object, else None."""
     if oss2fmt.detect(head.meta):
         return oss2fmt.parse(head.meta, head.size, head.crc64)
     if s3ec.detect(head.meta):
         return s3ec.parse(head.meta, head.size)
-    if item.instruction is False or is_envstore(job, item.src, head):
+    if is_envstore(job, item.src, head):
+        return "envstore"
+    if item.instruction is False:
         return None
     name = item.src + s3ec.INSTRUCTION_SUFFIX
     data = job.source.small(name)
@@ -250,11 +252,11 @@ def migrate_one(job: Job, item: Item) -> dict[str, Any]:
     if head is None:
         raise FileNotFoundError(errno.ENOENT, "no such object", item.src)
     legacy = detect(job, item, head)
-    if legacy is None:
-        if is_envstore(job, item.src, head):
-            if item.in_place and not job.dry_run:
-                _drop_leftover(job, item)
-            return record(item, "envstore", None, "skipped: already envstore")
+    if legacy == "envstore":
+        if item.in_place and not job.dry_run:
+            _drop_leftover(job, item)
+        return record(item, "envstore", None, "skipped: already envstore")
+    if not isinstance(legacy, Legacy):
         return record(item, None, head.size, "skipped: not encrypted")
     note = "" if legacy.authenticated else f", {UNAUTHENTICATED}"
     auth = legacy.authenticated
