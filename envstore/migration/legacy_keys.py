@@ -72,7 +72,7 @@ class LegacyKeys:
     def __repr__(self) -> str:
         return f"<LegacyKeys {self.uris}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         raise TypeError("LegacyKeys must not be pickled; pickle the key URIs")
 
     def _try(self, kind: str, what: str, attempts: list[Callable[[], T]]) -> T:

@@ -69,7 +69,7 @@ def _text_b64(text: str, what: str) -> bytes:
         raise IntegrityError(f"KMS returned a {what} that is not base64") from None
 
 
-def _counter(text: bytes | str) -> bytes:
+def _counter(text: bytes | bytearray | str) -> bytes:
     """Pre-2.9 objects wrap the initial counter as decimal text, not the IV bytes."""
     raw = text.decode("ascii", "replace") if isinstance(text, (bytes, bytearray)) else text
     if not raw.strip().isdigit() or len(raw.strip()) > 39:
@@ -77,25 +77,35 @@ def _counter(text: bytes | str) -> bytes:
     return (int(raw.strip()) % (1 << 128)).to_bytes(BLOCK, "big")
 
 
+def _unwrap_rsa(
+    env: Mapping[str, str], old: bool, scheme: str, keys: LegacyKeys
+) -> tuple[bytearray, bytes]:
+    key = keys.rsa(b64(env.get("key"), "key"), scheme, 32)
+    start = b64(env.get("start"), "start")
+    if old:
+        return key, _counter(keys.rsa(start, scheme))
+    return key, bytes(keys.rsa(start, scheme, BLOCK))
+
+
+def _unwrap_kms(env: Mapping[str, str], old: bool, keys: LegacyKeys) -> tuple[bytearray, bytes]:
+    blob = env.get("key") or ""
+    start = env.get("start") or ""
+    if not old:  # the headers hold base64 of the blob text
+        blob = b64(blob, "key").decode("ascii", "replace")
+        start = b64(start, "start").decode("ascii", "replace")
+    key = bytearray(_text_b64(keys.alikms_text(blob, {}), "data key"))
+    iv_text = keys.alikms_text(start, {})
+    return key, _counter(iv_text) if old else _text_b64(iv_text, "IV")
+
+
 def _unwrap(env: Mapping[str, str], old: bool, keys: LegacyKeys) -> tuple[bytearray, bytes]:
     wrap = env.get("wrap-alg") or ""
     if old and wrap != "kms":
         wrap = "RSA/NONE/OAEPWithSHA-1AndMGF1Padding"
     if wrap in _RSA:
-        key = keys.rsa(b64(env.get("key"), "key"), _RSA[wrap], 32)
-        start = b64(env.get("start"), "start")
-        if old:
-            return key, _counter(keys.rsa(start, _RSA[wrap]))
-        return key, bytes(keys.rsa(start, _RSA[wrap], BLOCK))
+        return _unwrap_rsa(env, old, _RSA[wrap], keys)
     if wrap in (KMS, "kms"):
-        blob = env.get("key") or ""
-        start = env.get("start") or ""
-        if not old:  # the headers hold base64 of the blob text
-            blob = b64(blob, "key").decode("ascii", "replace")
-            start = b64(start, "start").decode("ascii", "replace")
-        key = bytearray(_text_b64(keys.alikms_text(blob, {}), "data key"))
-        iv_text = keys.alikms_text(start, {})
-        return key, _counter(iv_text) if old else _text_b64(iv_text, "IV")
+        return _unwrap_kms(env, old, keys)
     raise FormatError(f"oss2 envelope: unsupported key wrap algorithm {wrap!r}")
 
 
