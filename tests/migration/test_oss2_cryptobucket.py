@@ -93,7 +93,11 @@ def test_multipart_upload_to_another_prefix(oss: OssEnv, rsa: tuple[str, bytes, 
     assert meta[LEGACY + "data-size"] == str(len(data))
     assert meta[LEGACY + "part-size"] == str(part)
     before = oss.raw("src/multi")
-    records = migrate(oss, "src/multi", "dst/multi", rsa[0])
+    from fsspec.callbacks import Callback
+
+    progress = Callback()
+    records = migrate(oss, "src/multi", "dst/multi", rsa[0], callback=progress)
+    assert progress.size == progress.value == len(before)  # stored bytes read
     assert records[0]["result"] == "migrated, unauthenticated source"
     assert oss.efs().cat_file(oss.path("dst/multi")) == data
     assert oss.raw("src/multi") == before  # the source is left alone
