@@ -14,7 +14,7 @@ from envstore.migration.legacy_keys import LegacyKeys
 from envstore.migration.objects import TEMP_SUFFIX, Item, Job, check_jobs, migrate_one, record
 from envstore.migration.s3ec import INSTRUCTION_SUFFIX
 from envstore.migration.source import Source, split_url
-from envstore.transfer import _describe, _pool, open_url
+from envstore.transfer import _describe, _pool, _with_path, open_url
 
 __all__ = ["migrate"]
 
@@ -76,7 +76,11 @@ def _plan(source: Source, src: str, dst: str, fs: Any, recursive: bool) -> list[
 def _run_one(job: Job, item: Item, raise_errors: bool) -> dict[str, Any]:
     try:
         return migrate_one(job, item)
-    except (EnvstoreError, OSError) as exc:
+    except EnvstoreError as exc:
+        if raise_errors:
+            raise _with_path(exc, item.src) from exc
+        return record(item, None, None, "failed", error=_describe(exc))
+    except OSError as exc:
         if raise_errors:
             raise
         return record(item, None, None, "failed", error=_describe(exc))

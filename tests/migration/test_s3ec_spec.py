@@ -157,7 +157,7 @@ def test_tampered_objects_fail_and_stay(place: Place, raw_key: tuple[str, bytes]
         place.put(f"t/{name}", body, meta)
     legacy = [place.kms_uri, raw_key[0]]
     for name in objects:
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError, match=f"{place.bucket}/t/{name}: "):
             place.migrate(f"t/{name}", f"t/{name}", legacy)
     records = place.migrate("t", "t", legacy, recursive=True, jobs=2)
     assert [r["result"] for r in records] == ["failed"] * len(objects)
