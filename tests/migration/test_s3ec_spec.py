@@ -334,3 +334,16 @@ def test_kms_key_relabelled_as_plain_kms_is_refused(place: Place) -> None:
     place.put("r", body, meta)
     with pytest.raises(IntegrityError, match="another content cipher"):
         place.migrate("r", "r", [place.kms_uri])
+
+
+def test_v3_instruction_file(place: Place) -> None:
+    """V3 keeps x-amz-c/-d/-i in the object's metadata and the key in the instruction file."""
+    data = payload(20_000, 41)
+    body, meta = spec.v3_kms(place.kms, place.key_id, data)
+    in_object = {k: meta[k] for k in ("x-amz-c", "x-amz-d", "x-amz-i")}
+    in_file = {k: meta[k] for k in ("x-amz-3", "x-amz-w", "x-amz-t")}
+    place.put("v3/o", body, in_object)
+    place.put("v3/o.instruction", json.dumps(in_file).encode(), {})
+    records = place.migrate("v3", "v3", [place.kms_uri], recursive=True)
+    assert [(r["format"], r["result"]) for r in records] == [("s3ec-v3-gcm", "migrated")]
+    assert place.keys() == ["v3/o"] and place.read("v3/o") == data
