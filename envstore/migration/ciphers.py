@@ -28,7 +28,7 @@ class Decoder(Protocol):
     #: True where ``finalize`` authenticates the whole object (GCM)
     authenticated: bool
 
-    def update(self, stored: bytes) -> bytes: ...
+    def update(self, stored: bytes) -> bytes | memoryview: ...
 
     def finalize(self) -> bytes: ...
 
@@ -148,11 +148,21 @@ class GcmDecoder:
         self.plain_len = plain_len
         self.plain = 0
 
-    def update(self, stored: bytes) -> bytes:
-        data = self._tail + stored
-        cut = max(0, len(data) - TAG)
-        self._tail = data[cut:]
-        out = self._dec.update(data[:cut])
+    def update(self, stored: bytes) -> bytes | memoryview:
+        """Everything but the last 16 bytes seen so far (the tag candidate) is decrypted into
+        one buffer, without copying the input."""
+        view = memoryview(stored)
+        if len(view) < TAG:
+            data = self._tail + bytes(view)
+            cut = max(0, len(data) - TAG)
+            self._tail = data[cut:]
+            out: bytes | memoryview = self._dec.update(data[:cut])
+        else:
+            buf = bytearray(len(self._tail) + len(view) + BLOCK)
+            n = self._dec.update_into(self._tail, buf) if self._tail else 0
+            n += self._dec.update_into(view[:-TAG], memoryview(buf)[n:])
+            self._tail = bytes(view[-TAG:])
+            out = memoryview(buf)[:n]
         self.plain += len(out)
         return out
 

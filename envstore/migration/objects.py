@@ -129,7 +129,7 @@ def _done_at_destination(job: Job, item: Item, legacy: Legacy) -> bool:
 
 # -- decryption ---------------------------------------------------------------------------------
 def _feed(
-    job: Job, item: Item, legacy: Legacy, decoder: Decoder, out: Callable[[bytes], Any]
+    job: Job, item: Item, legacy: Legacy, decoder: Decoder, out: Callable[[Any], Any]
 ) -> None:
     for pos in range(0, legacy.stored_len, STEP):
         end = min(pos + STEP, legacy.stored_len)
@@ -166,8 +166,8 @@ def _write(
     digest = hashlib.sha256()
     size = [0]
 
-    def sink(writer: Any) -> Callable[[bytes], None]:
-        def write(data: bytes) -> None:
+    def sink(writer: Any) -> Callable[[Any], None]:
+        def write(data: bytes | memoryview) -> None:
             if data:
                 digest.update(data)
                 size[0] += len(data)
