@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from envstore.errors import (
     ConfigError,
     EnvstoreError,
@@ -33,6 +35,12 @@ __all__ = [
 
 import fsspec as _fsspec
 
+if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load lazily
+    from envstore.fs import EnvstoreFileSystem
+    from envstore.keys.local import keygen
+    from envstore.migration import migrate
+    from envstore.transfer import download, inspect, rewrap, upload, verify
+
 _fsspec.register_implementation("envstore", "envstore.fs.EnvstoreFileSystem", clobber=True)
 
 
@@ -48,7 +56,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):  # lazy: importing envstore must not import the whole stack
+def __getattr__(name: str) -> Any:  # lazy: importing envstore must not import the whole stack
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'envstore' has no attribute {name!r}")
