@@ -565,9 +565,16 @@ def migrate(
     replaced in one step once its new version was read back and verified) or another
     prefix. Store options (-o oss.endpoint=..., -o s3.endpoint_url=...) serve both; --key-uri
     wraps the new objects. Objects already in envstore format are skipped, so an interrupted
-    run can be started again. Prints one line per object; exits 1 if any failed.
+    run can be started again. Prints one line per object as it is done; exits 1 if any
+    failed.
     """
     from envstore.migration import migrate as run
+
+    def report(r: Mapping[str, Any]) -> None:
+        fmt = f" [{r['format']}]" if r["format"] else ""
+        where = f" -> {r['dst']}" if r["dst"] != r["path"] else ""
+        error = f": {r['error']}" if r["error"] else ""
+        echo_result(f"{r['result']}  {r['path']}{where}{fmt}{error}")
 
     show = sys.stderr.isatty() if progress is None else progress
     callback = _progress(show and not dry_run, "migrate")
@@ -581,15 +588,11 @@ def migrate(
             jobs=jobs,
             callback=callback,
             dry_run=dry_run,
+            on_object=report,
             **_options(kw),
         )
     finally:
         callback.close()
-    for r in results:
-        fmt = f" [{r['format']}]" if r["format"] else ""
-        where = f" -> {r['dst']}" if r["dst"] != r["path"] else ""
-        error = f": {r['error']}" if r["error"] else ""
-        click.echo(f"{r['result']}  {r['path']}{where}{fmt}{error}")
     bad = [r["path"] for r in results if r["result"] == "failed"]
     if bad:
         named = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")

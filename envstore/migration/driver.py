@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
@@ -96,6 +96,7 @@ def migrate(
     jobs: int = 4,
     callback: Callback | None = None,
     dry_run: bool = False,
+    on_object: Callable[[dict[str, Any]], None] | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Move objects written by oss2 ``CryptoBucket`` or the Amazon S3 Encryption Client to
@@ -118,6 +119,7 @@ def migrate(
     ``skipped: ...`` or ``failed``), ``authenticated`` and ``error``.  A single object that
     fails raises (:class:`~envstore.errors.IntegrityError` when authentication or a length
     check failed); a recursive run reports failures in the records and goes on.
+    ``on_object`` is called with each record as soon as its object is done (one at a time).
     """
     check_jobs(jobs)
     split_url(src)
@@ -137,4 +139,12 @@ def migrate(
 
     job = Job(source, fs, keys, replace, dry_run, progress)
     raise_errors = len(items) == 1 and not recursive
-    return _pool(jobs, lambda item: _run_one(job, item, raise_errors), items)
+
+    def one(item: Item) -> dict[str, Any]:
+        result = _run_one(job, item, raise_errors)
+        if on_object is not None:
+            with lock:
+                on_object(result)
+        return result
+
+    return _pool(jobs, one, items)

@@ -180,7 +180,11 @@ def test_dry_run_and_plain_objects(place: Place) -> None:
     body, meta = spec.v2_gcm_kms(place.kms, place.key_id, b"abc")
     place.put("d/enc", body, meta)
     place.put("d/plain", b"plain text", {})
-    records = place.migrate("d", "d", [place.kms_uri], recursive=True, dry_run=True)
+    seen: list[dict[str, Any]] = []
+    records = place.migrate(
+        "d", "d", [place.kms_uri], recursive=True, dry_run=True, on_object=seen.append
+    )
+    assert sorted(seen, key=lambda r: r["path"]) == records  # each reported as it was done
     assert [(r["path"].rsplit("/", 1)[1], r["format"], r["result"]) for r in records] == [
         ("enc", "s3ec-v2-gcm", "would migrate"),
         ("plain", None, "skipped: not encrypted"),
