@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from fsspec import AbstractFileSystem
 
+from envstore.errors import IntegrityError
+
 
 @dataclass(frozen=True)
 class Head:
@@ -50,6 +52,21 @@ def entry_token(entry: Mapping[str, Any]) -> tuple[Any, ...]:
             "created",
         )
     )
+
+
+def exact(blob: Any, path: str, start: int, end: int) -> Any:
+    """``blob`` if it is the whole stored range ``[start, end)``, else IntegrityError.
+
+    The one length check of the read path (FORMAT.md, Reading): a store that answers a range
+    short (the object was truncated or replaced after it was located, a proxy cut the body)
+    or long must never pass, even when the cut falls on a chunk boundary.
+    """
+    if len(blob) != end - start:
+        raise IntegrityError(
+            f"{path}: the store answered {len(blob)} bytes for stored range [{start}, {end}) "
+            f"of {end - start} bytes (object truncated, extended or replaced while read)"
+        )
+    return blob
 
 
 class Store:
@@ -95,6 +112,12 @@ class Store:
     # -- content -----------------------------------------------------------------------------
     def read(self, path: str, start: int, end: int) -> bytes:
         return self.fs.cat_file(path, start=start, end=end)
+
+    def read_exact(self, path: str, start: int, end: int) -> bytes:
+        """Stored bytes ``[start, end)``, exactly: every range envstore reads lies inside the
+        object as it was located, so any other length is an IntegrityError (see
+        :func:`exact`). Readers call this, never :meth:`read`, for content."""
+        return exact(self.read(path, start, end), path, start, end)
 
     def read_many(
         self, paths: Sequence[str], starts: Sequence[int], ends: Sequence[int]
