@@ -94,7 +94,7 @@ def outcome(
             assert result.stdout_bytes == b"", "cat wrote plaintext, then failed"
             line = result.stderr.strip().splitlines()[-1]
             return _typed(line.removeprefix("envstore: error: "))
-    except Exception as exc:  # noqa: BLE001 - the outcome is the error
+    except Exception as exc:  # the outcome is the error
         return exc
     raise ValueError(op)
 

@@ -102,7 +102,9 @@ def test_store_answering_short_at_chunk_boundaries(four_chunks, tmp_path: Path) 
         return blob
 
     fs.store.read = short  # type: ignore[method-assign]
-    fs.store.read_many = lambda ps, ss, es: [short(*a) for a in zip(ps, ss, es)]  # type: ignore[method-assign]
+    fs.store.read_many = lambda ps, ss, es: [  # type: ignore[method-assign]
+        short(*a) for a in zip(ps, ss, es, strict=True)
+    ]
     for op in ("open", "read_iter", "cat_file", "cat_ranges", "get_file"):
         got = outcome(op, fs, path, "", {}, tmp_path)
         assert isinstance(got, IntegrityError), (op, got)
@@ -115,7 +117,9 @@ def test_store_answering_long_is_rejected(four_chunks, tmp_path: Path) -> None:
     fs, path, _ = four_chunks
     orig = fs.store.read
     fs.store.read = lambda p, s, e: bytes(orig(p, s, e)) + b"\0" * 16  # type: ignore[method-assign]
-    fs.store.read_many = lambda ps, ss, es: [fs.store.read(*a) for a in zip(ps, ss, es)]  # type: ignore[method-assign]
+    fs.store.read_many = lambda ps, ss, es: [  # type: ignore[method-assign]
+        fs.store.read(*a) for a in zip(ps, ss, es, strict=True)
+    ]
     for op in ("open", "cat_file", "cat_ranges", "get_file"):
         assert isinstance(outcome(op, fs, path, "", {}, tmp_path), IntegrityError), op
 
@@ -230,9 +234,9 @@ def test_pandas_and_dask_read_csv_of_a_claimed_empty_object(efs, key_uri: str) -
     _forge(fs, path, "cut-to-empty", "")
     url = _url(fs, path)
     so = {"key_uri": key_uri}
-    with pytest.raises(IntegrityError, match="t.csv"):
+    with pytest.raises(IntegrityError, match=r"t\.csv"):
         pd.read_csv(url, storage_options=so)
-    with pytest.raises(IntegrityError, match="t.csv"):
+    with pytest.raises(IntegrityError, match=r"t\.csv"):
         dd.read_csv(url, storage_options=so, blocksize=None).compute(scheduler="sync")
 
 
@@ -323,11 +327,14 @@ def with_context(efs, key_uri: str) -> tuple[EnvstoreFileSystem, str, bytes]:
 
 @pytest.mark.parametrize(
     "context",
-    [None, {}, {"tenant": "acme-secret-tenant"}, {"dataset": "sales", "tenant": "acme-secret-tenant"}],
+    [
+        None,
+        {},
+        {"tenant": "acme-secret-tenant"},
+        {"dataset": "sales", "tenant": "acme-secret-tenant"},
+    ],
 )
-def test_read_context_contained_reads(
-    with_context, context, tmp_path: Path, key_uri: str
-) -> None:
+def test_read_context_contained_reads(with_context, context, tmp_path: Path, key_uri: str) -> None:
     fs0, path, data = with_context
     options = {"key_uri": key_uri, "context": context}
     fs = fsspec.filesystem("envstore", fs=fs0.fs, skip_instance_cache=True, **options)
