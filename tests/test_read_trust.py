@@ -373,3 +373,78 @@ def test_rewrap_checks_the_read_context(with_context, tmp_path: Path, key_uri: s
     with pytest.raises(IntegrityError, match="'tenant'"):
         envstore.rewrap(_url(fs, path), new_uri, key_uri=key_uri, context={"tenant": "x"})
     assert bytes(fs.fs.cat_file(path)) == before
+
+
+# -- 13. errors from pandas and dask name the object ------------------------------------------
+
+
+def _flip(fs: EnvstoreFileSystem, path: str, offset: int) -> None:
+    raw = bytearray(fs.fs.cat_file(path))
+    raw[offset] ^= 0x40
+    fs.fs.pipe_file(path, bytes(raw))
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, key_uri: str, other_key_uri: str):
+    """Six Parquet and six CSV parts; part 3 of each tampered in the middle, part 4 written
+    under a key the reader lacks, part 5 not encrypted (three separate datasets)."""
+    pd = pytest.importorskip("pandas")
+    so = {"key_uri": key_uri}
+    fs = fsspec.filesystem("envstore", target_protocol="file", key_uri=key_uri)
+    other = fsspec.filesystem("envstore", target_protocol="file", key_uri=other_key_uri)
+    roots = {}
+    for case in ("tampered", "foreign", "plain"):
+        for kind in ("parquet", "csv"):
+            root = tmp_path / case / kind
+            root.mkdir(parents=True)
+            for i in range(6):
+                df = pd.DataFrame({"i": range(i * 5000, (i + 1) * 5000), "s": [f"r{i}"] * 5000})
+                path = f"{root}/part.{i}.{kind}"
+                writer = other if (case == "foreign" and i == 4) else fs
+                if case == "plain" and i == 5:
+                    getattr(df, f"to_{kind}")(path, index=False)
+                    continue
+                with writer.open(path, "wb") as f:
+                    getattr(df, f"to_{kind}")(f, index=False)
+            if case == "tampered":
+                victim = f"{root}/part.3.{kind}"
+                loc = fs.envelope(victim)
+                _flip(fs, victim, (loc.body_offset + loc.stored_size) // 2)
+            roots[case, kind] = str(root)
+    return roots, so
+
+
+CASES = {
+    "tampered": (IntegrityError, "part.3"),
+    "foreign": (KeyAccessError, "part.4"),
+    "plain": (envstore.NotEncryptedError, "part.5"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pandas_errors_name_the_bad_part(dataset, case: str) -> None:
+    pd = pytest.importorskip("pandas")
+    roots, so = dataset
+    kind, part = CASES[case]
+    with pytest.raises(kind) as err:
+        pd.read_parquet(f"envstore::file://{roots[case, 'parquet']}", storage_options=so)
+    assert f"{roots[case, 'parquet']}/{part}.parquet" in str(err.value)
+    with pytest.raises(kind) as err:
+        pd.read_csv(f"envstore::file://{roots[case, 'csv']}/{part}.csv", storage_options=so)
+    assert f"{roots[case, 'csv']}/{part}.csv" in str(err.value)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_dask_errors_name_the_bad_part(dataset, case: str) -> None:
+    dd = pytest.importorskip("dask.dataframe")
+    roots, so = dataset
+    kind, part = CASES[case]
+    csv = dd.read_csv(f"envstore::file://{roots[case, 'csv']}/*.csv", storage_options=so)
+    with pytest.raises(kind) as err:
+        csv.compute(scheduler="sync")
+    assert f"{roots[case, 'csv']}/{part}.csv" in str(err.value)
+    with pytest.raises(kind) as err:
+        dd.read_parquet(f"envstore::file://{roots[case, 'parquet']}", storage_options=so).compute(
+            scheduler="sync"
+        )
+    assert f"{roots[case, 'parquet']}/{part}.parquet" in str(err.value)
