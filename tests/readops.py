@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,5 +106,12 @@ def outcomes(
     options: Mapping[str, Any],
     scratch: Path,
     ops: Sequence[str] = READS,
+    before: Callable[[], None] | None = None,
 ) -> dict[str, bytes | BaseException]:
-    return {op: outcome(op, fs, path, url, options, scratch) for op in ops}
+    """:func:`outcome` of each op; ``before`` runs before each (e.g. restores the object)."""
+    out: dict[str, bytes | BaseException] = {}
+    for op in ops:
+        if before is not None:
+            before()
+        out[op] = outcome(op, fs, path, url, options, scratch)
+    return out

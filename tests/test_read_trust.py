@@ -47,19 +47,24 @@ def four_chunks(efs) -> tuple[EnvstoreFileSystem, str, bytes]:
     return fs, path, data
 
 
-def _truncate_after_locate(monkeypatch, fs: EnvstoreFileSystem, cut: Callable[[Any], int]) -> None:
-    """Every read locates the object, then finds it truncated (a concurrent writer, a proxy)."""
+def _truncate_after_locate(monkeypatch, fs: EnvstoreFileSystem, cut: Callable[[Any], int]):
+    """Every read locates the object, then finds it truncated (a concurrent writer, a proxy).
+    Returns a function that puts the intact object back (run before each read path)."""
     orig = EnvstoreFileSystem._locate
+    state: dict[str, bytes] = {}
 
     def locate(self, path, head=None):
         loc = orig(self, path, head)
-        raw = fs.fs.cat_file(path)
-        keep = cut(loc)
-        if len(raw) > keep:
-            fs.fs.pipe_file(path, raw[:keep])
+        raw = state.setdefault(path, bytes(fs.fs.cat_file(path)))
+        fs.fs.pipe_file(path, raw[: cut(loc)])
         return loc
 
+    def restore() -> None:
+        for path, raw in state.items():
+            fs.fs.pipe_file(path, raw)
+
     monkeypatch.setattr(EnvstoreFileSystem, "_locate", locate)
+    return restore
 
 
 @pytest.mark.parametrize(
@@ -85,8 +90,8 @@ def test_truncated_after_locate_fails_every_read(
         "body-prefix": PREFIX,
         "no-body": 0,
     }
-    _truncate_after_locate(monkeypatch, fs, lambda loc: loc.body_offset + offsets[where])
-    results = outcomes(fs, path, _url(fs, path), {"key_uri": key_uri}, tmp_path)
+    restore = _truncate_after_locate(monkeypatch, fs, lambda loc: loc.body_offset + offsets[where])
+    results = outcomes(fs, path, _url(fs, path), {"key_uri": key_uri}, tmp_path, before=restore)
     _assert_all(results, IntegrityError, path)
 
 
