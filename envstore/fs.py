@@ -491,17 +491,17 @@ class EnvstoreFileSystem(ChainedFileSystem):
                 blobs = self.store.read_many(
                     [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs]
                 )
-            except Exception:
-                if on_error != "return":
-                    raise
+            except Exception:  # read each run alone: each gets its own outcome (error)
                 blobs = [None] * len(runs)
             for (p, ws, we, first, idx), blob in zip(runs, blobs, strict=True):
                 reader = readers[p]
                 assert isinstance(reader, ObjectReader)
                 try:
                     if blob is None:
-                        raise OSError(f"reading {p} failed")
-                    plain = reader.open_run(first, exact(blob, p, ws, we), ws)
+                        stored = reader.fetch(ws, we)
+                    else:
+                        stored = exact(blob, p, ws, we)
+                    plain = reader.open_run(first, stored, ws)
                 except Exception as exc:
                     if on_error != "return":
                         raise
