@@ -453,3 +453,47 @@ def test_dask_errors_name_the_bad_part(dataset, case: str) -> None:
             scheduler="sync"
         )
     assert f"{roots[case, 'parquet']}/{part}.parquet" in str(err.value)
+
+
+# -- duplicate field names, every placement ---------------------------------------------------
+
+
+def test_case_insensitive_duplicate_names_are_rejected(efs) -> None:
+    """Metadata placement (as a store adapter hands the fields over) and header placement."""
+    import json
+    import struct
+
+    from envstore.errors import FormatError
+    from envstore.format import MAGIC, decode_header
+    from envstore.stores.base import Head
+
+    fs, root = efs
+    fs.pipe_file(f"{root}/o", b"data")
+    env = fs.envelope(f"{root}/o").envelope
+    fields = env.to_fields()
+    for name in ("envstore-salt", "envstore-key-1", "envstore-version"):
+        for twin in (name.upper(), name.title(), "Envstore-" + name[len("envstore-") :]):
+            with pytest.raises(FormatError, match="duplicate"):
+                Envelope.from_fields({**fields, twin: fields[name]})
+            with pytest.raises(FormatError):  # header placement: JSON names are exact
+                doc = json.dumps({**fields, twin: fields[name]}, sort_keys=True)
+                blob = doc.replace(", ", ",").replace(": ", ":").encode()
+                decode_header(MAGIC + struct.pack(">BI", 1, len(blob)) + blob)
+    raw = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    dup = raw[:-1] + ',"envstore-salt":' + json.dumps(fields["envstore-salt"]) + "}"
+    with pytest.raises(FormatError):  # the same name twice in the header JSON
+        decode_header(MAGIC + struct.pack(">BI", 1, len(dup)) + dup.encode())
+
+    # through the filesystem: a store adapter that reports both spellings
+    body = bytes(fs.fs.cat_file(f"{root}/o"))[fs.envelope(f"{root}/o").body_offset :]
+    fs.fs.pipe_file(f"{root}/m", body)
+    twin_fields = {**fields, "Envstore-Salt": fields["envstore-salt"]}
+    orig = fs.store.head
+    fs.store.head = lambda p: (  # type: ignore[method-assign]
+        Head(len(body), twin_fields, ("t",)) if p.endswith("/m") else orig(p)
+    )
+    with pytest.raises(FormatError, match="duplicate") as err:
+        fs.cat_file(f"{root}/m")
+    assert f"{root}/m" in str(err.value)
+    fs.store.head = lambda p: Head(len(body), fields, ("u",))  # type: ignore[method-assign]
+    assert fs.cat_file(f"{root}/m") == b"data"  # the same fields once each: fine
