@@ -29,6 +29,8 @@ from envstore.errors import EnvstoreError
 from envstore.format import CHUNK, PREFIX, WIRE_CHUNK, body_size
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.local import keygen
+from envstore.stores.base import Head
+from envstore.stores.local import MemoryStore
 
 SIZES = (0, 1, 100, CHUNK - 1, CHUNK, CHUNK + 1, 40_000)
 
@@ -72,6 +74,19 @@ def classify(
             continue
         out.append((name, "plaintext" if got == want else "wrong-plaintext"))
     return out
+
+
+class MetadataMemoryStore(MemoryStore):
+    """memory:// whose objects carry user metadata, as S3/OSS HEAD returns it: lets the
+    campaign alter metadata-placed envelopes field by field without a server."""
+
+    def __init__(self, fs: object) -> None:
+        super().__init__(fs)  # type: ignore[arg-type]
+        self.fields: dict[str, dict[str, str]] = {}
+
+    def head(self, path: str) -> Head:
+        head = super().head(path)
+        return Head(head.size, self.fields.get(self.fs._strip_protocol(path)), head.token)
 
 
 class Campaign:
@@ -248,6 +263,45 @@ class Campaign:
         finally:
             store.read, store.read_many = orig_read, orig_many  # type: ignore[method-assign]
 
+    def metadata(self, size: int, every_bit: bool, stride: int = 1) -> None:
+        """Metadata placement (as on S3/OSS): every character of every envelope field and the
+        body's first bytes bit-flipped, every field removed, doubled in another case, renamed
+        to upper case (allowed: names are case-insensitive, so that one must still open)."""
+        path, data, raw = self.object(size, streamed=True)
+        loc = self.fs.envelope(path)
+        fields, body = loc.envelope.to_fields(), raw[loc.body_offset :]
+        store, self.fs.store = self.fs.store, MetadataMemoryStore(self.fs.fs)
+        meta = self.fs.store.fields  # type: ignore[attr-defined]
+        key = self.fs.fs._strip_protocol(path)
+
+        def attempt(family: str, label: str, f: dict[str, str], b: bytes) -> None:
+            meta[key] = f
+            self._try(family, f"size {size} {label}", path, b, data)
+
+        try:
+            attempt("metadata-intact", "intact", dict(fields), body)
+            for name, value in fields.items():
+                for pos in range(len(value)):
+                    for bit in range(8) if every_bit else (pos % 7,):
+                        flipped = value[:pos] + chr(ord(value[pos]) ^ (1 << bit)) + value[pos + 1 :]
+                        attempt(
+                            "metadata-flip", f"{name}[{pos}]^{bit}", {**fields, name: flipped}, body
+                        )
+                rest = {k: v for k, v in fields.items() if k != name}
+                attempt("metadata-flip", f"drop {name}", rest, body)
+                attempt("metadata-flip", f"twin {name}", {**fields, name.title(): value}, body)
+                attempt("metadata-rename", f"upper {name}", {**rest, name.upper(): value}, body)
+            for pos in [
+                *range(min(len(body), PREFIX + 16)),
+                *range(PREFIX + 16, len(body), stride),
+            ]:
+                flipped = bytearray(body)
+                flipped[pos] ^= 1 << (pos % 8)
+                attempt("metadata-body-flip", f"body[{pos}]", dict(fields), bytes(flipped))
+        finally:
+            self.fs.store = store
+            self.fs.invalidate_cache()
+
     def summary(self) -> dict[str, object]:
         families = sorted(self.variants)
         return {
@@ -274,6 +328,8 @@ def run(fs, other_fs, root: str, sizes=SIZES, every_bit: bool = False, stride: i
         c.reorders(size)
         c.plants(size, other_fs)
         c.short_answers(size)
+        if getattr(fs.fs, "protocol", None) in ("memory", ("memory",)):
+            c.metadata(size, every_bit, stride)
     return c
 
 

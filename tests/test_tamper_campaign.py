@@ -19,7 +19,9 @@ def _check(c: Campaign) -> dict[str, object]:
     summary = c.summary()
     assert c.wrong == [] and summary["wrong_plaintext"] == 0
     for (family, reader, outcome), n in c.counts.items():
-        if family == "plant" or reader not in WHOLE:
+        if family in ("metadata-intact", "metadata-rename"):  # the same envelope: must open
+            assert outcome == "plaintext", (family, reader, outcome, n)
+        if family in ("plant", "metadata-intact", "metadata-rename") or reader not in WHOLE:
             continue
         assert outcome != "plaintext", (family, reader, n)  # every variant is altered
     return summary
@@ -47,6 +49,8 @@ def test_bounded_campaign_never_releases_wrong_plaintext(fss) -> None:
         c.reorders(size)
         c.plants(size, other)
         c.short_answers(size)
+    for size in (0, CHUNK + 1):
+        c.metadata(size, every_bit=False, stride=97)
     summary = _check(c)
     assert summary["total_variants"] > 2000
     # planted recipients: the object opens exactly when an intact recipient is present
