@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from fsspec.spec import AbstractBufferedFile
 
@@ -115,7 +115,7 @@ class ObjectReader:
     def __repr__(self) -> str:
         return f"<ObjectReader {self.loc.path} size={self.plain_len}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("ObjectReader holds key material and must not be pickled")
 
     @property
@@ -295,7 +295,7 @@ class EnvstoreWriteFile(io.RawIOBase):
     def __repr__(self) -> str:
         return f"<EnvstoreWriteFile {self.path}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("an open envstore writer cannot be pickled")
 
     def writable(self) -> bool:
@@ -423,5 +423,5 @@ class EnvstoreTextWriter(io.TextIOWrapper):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
-            self.buffer.discard()
+            self.buffer.discard()  # type: ignore[attr-defined]
         super().__exit__(exc_type, exc, tb)
