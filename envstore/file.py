@@ -146,7 +146,8 @@ class ObjectReader:
     @_named
     def open_run(self, first: int, stored: bytes | memoryview, stored_start: int) -> memoryview:
         """Authenticate and decrypt the run of chunks from ``first`` fetched at ``stored_start``
-        (by :meth:`fetch` or the store's ``read_many_exact``: the length is already exact).
+        (by :meth:`fetch`, or a batch answer checked by ``stores.base.exact``: the length is
+        already exact)
 
         The result may live in a buffer reused by the next call: copy what you keep.
         """

@@ -175,14 +175,16 @@ class KeyRing:
         ctx = canonical_context(context)
         token = (ctx, tuple(r.encode() for r in recipients))
         if self.cache is not None:
+            cached: bytearray | None = None
             with self._lock:
                 hit = self._reads.get(token)
                 if hit is not None and time.monotonic() - hit[1] < self.cache["max_age"]:
                     self._reads.move_to_end(token)
-                    key = bytearray(hit[0])
-                    if accept is None or accept(key):
-                        return key
-                    key[:] = bytes(len(key))
+                    cached = bytearray(hit[0])
+            if cached is not None:
+                if accept is None or accept(cached):  # a cached key is a candidate too
+                    return cached
+                cached[:] = bytes(len(cached))
         key = self._search(recipients, context, accept)
         if self.cache is not None:
             self._remember(token, key)
