@@ -690,7 +690,11 @@ class EnvstoreFileSystem(ChainedFileSystem):
             return self._locate(path)
 
     def set_recipients(self, path: str, recipients: Sequence[WrappedKey]) -> None:
-        """Replace an object's recipients without touching its body (rewrap)."""
+        """Replace an object's recipients without touching its body (rewrap).
+
+        The recipients must wrap the object's own data key: take it from
+        ``self.ring.open_envelope`` (checked against the commitment), never from an unchecked
+        unwrap, or a recipient planted from another object makes this destroy the object."""
         path = self._strip_protocol(path)
         loc = self._locate(path)
         env = loc.envelope.with_recipients(recipients)
