@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -216,6 +217,8 @@ class EnvstoreReadFile(AbstractBufferedFile):
         **kwargs: Any,
     ) -> None:
         self.reader = reader
+        self._thread_lock = threading.Lock()
+        self._sought: dict[int, int] = {}  # thread id -> position of its last seek
         super().__init__(
             fs,
             path,
@@ -231,6 +234,20 @@ class EnvstoreReadFile(AbstractBufferedFile):
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.reader.read(start, end)
 
+    # -- one handle, several threads ------------------------------------------------------
+    # duckdb's Python filesystem reads one handle from several threads as seek(pos) + read(n)
+    # pairs (its positional read); Python code can switch threads between the two calls. A
+    # thread's seek is remembered for that thread's next read, so each pair reads where it
+    # sought; reads are serialized (the reader's buffers are per handle). One thread alone
+    # sees ordinary file semantics.
+    def seek(self, loc: int, whence: int = 0) -> int:
+        if whence == 2:
+            self.reader.authenticate_end()
+        with self._thread_lock:
+            pos = super().seek(loc, whence)
+            self._sought[threading.get_ident()] = pos
+        return pos
+
     def read(self, length: int = -1) -> bytes:
         """As fsspec's, but end of data is reported only after the final chunk authenticated.
 
@@ -239,15 +256,14 @@ class EnvstoreReadFile(AbstractBufferedFile):
         body or forged with no usable recipient would read as empty. ``readline``,
         ``readlines``, iteration, ``readinto`` and text mode all read through here.
         """
-        out = super().read(length)
-        if self.loc >= self.size:
-            self.reader.authenticate_end()
-        return out
-
-    def seek(self, loc: int, whence: int = 0) -> int:
-        if whence == 2:
-            self.reader.authenticate_end()
-        return super().seek(loc, whence)
+        with self._thread_lock:
+            pos = self._sought.pop(threading.get_ident(), None)
+            if pos is not None:
+                self.loc = pos
+            out = super().read(length)
+            if self.loc >= self.size:
+                self.reader.authenticate_end()
+            return out
 
 
 class EnvstoreWriteFile(io.RawIOBase):

@@ -50,21 +50,23 @@ from envstore.format import (
 from envstore.keys.base import WrappedKey, canonical_context
 from envstore.keys.local import default_key_path, default_key_uri
 from envstore.keys.ring import KeyRing, parse_key_cache
+from envstore.options import split_options
 from envstore.stores import Head, Store, inner_filesystem, store_for
 from envstore.stores.base import entry_token, exact
 from envstore.stores.local import TEMP_PREFIX
 
 __all__ = ["EnvstoreFileSystem"]
 
-#: options of AbstractFileSystem itself, accepted and passed on
-_BASE_OPTIONS = frozenset(
-    {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths"}
-)
 _PLACEMENTS = ("auto", "metadata", "header")
 _FIRST_READ = 4096  # first read of a header-placement object: header + body prefix
 _LOCATE_CACHE = 1024
 #: canonical context JSON bytes: its base64url field must fit format.MAX_FIELD characters
 MAX_CONTEXT_BYTES = 3072
+
+
+def _protocol_names(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def _key_uri_list(value: object, name: str) -> list[str]:
@@ -126,21 +128,20 @@ class EnvstoreFileSystem(ChainedFileSystem):
         key_cache: Mapping[str, float] | bool | None = None,
         **kwargs: Any,
     ) -> None:
-        unknown = sorted(set(kwargs) - _BASE_OPTIONS)
-        if unknown:
-            inner = target_protocol or (fs.protocol if fs is not None else "s3")
-            inner = inner[0] if isinstance(inner, (tuple, list)) else inner
-            raise ConfigError(
-                f"unknown envstore option(s) {unknown}. envstore takes key_uri, "
-                "decrypt_key_uris, context, placement, kms_options, key_cache; options of the "
-                f"inner filesystem go under its protocol name, e.g. storage_options="
-                f'{{"key_uri": ..., "{inner}": {{{", ".join(f"{k!r}: ..." for k in unknown)}}}}}'
-            )
-        super().__init__(**kwargs)
+        # -- options: envstore's, the base class's, consumers', the inner layer's (options.py)
+        base_options, target_options = split_options(kwargs, target_protocol, target_options, fs)
+        super().__init__(**base_options)
         if fs is None:
-            fs = inner_filesystem(target_protocol or "file", target_options or {})
+            fs = inner_filesystem(target_protocol or "file", target_options)
         elif target_protocol is not None:
             raise ConfigError("give either fs= or target_protocol=, not both")
+        # duckdb routes a path to a registered filesystem by its protocols ("<p>://" prefix):
+        # "envstore::s3" makes the chained URLs that unstrip_protocol returns its own too
+        self.protocol = (  # type: ignore[assignment]
+            "envstore",
+            *(f"envstore::{p}" for p in _protocol_names(fs)),
+        )
+        # -- end of option handling
         if placement not in _PLACEMENTS:
             raise ConfigError(f"placement must be one of {_PLACEMENTS}, not {placement!r}")
         if kms_options is not None and not isinstance(kms_options, Mapping):
