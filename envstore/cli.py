@@ -193,7 +193,8 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--context",
             multiple=True,
             metavar="K=V",
-            help="Encryption context entry for new objects (repeatable).",
+            help="Encryption context entry for new objects; when reading, an entry the "
+            "object's context must hold (repeatable).",
         ),
         click.option(
             "-o",

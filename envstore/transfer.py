@@ -319,13 +319,14 @@ def rewrap(
             _done(results, on_object, {"path": path, "changed": False, "skipped": "plain"})
             continue
         try:
-            loc = fs.envelope(path)
-            env = loc.envelope
+            env = fs._readable(path).envelope  # a read context given is checked
+            # only a key matching the object's commitment is ever wrapped (a planted recipient
+            # would otherwise destroy the object for every key)
             try:
-                key = fs.ring.open_data_key(env.recipients, env.context)
+                key = fs.ring.open_envelope(env)
             except KeyAccessError as first:
                 try:
-                    key = fallback.open_data_key(env.recipients, env.context)
+                    key = fallback.open_envelope(env)
                 except EnvstoreError:
                     raise first from None
             try:
