@@ -32,6 +32,7 @@ __all__ = [
     "download",
     "inspect",
     "keygen",
+    "migrate",
     "rewrap",
     "upload",
     "verify",
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # type checkers see the real signatures; at run time they loa
     from envstore.cleanup import clean
     from envstore.fs import EnvstoreFileSystem
     from envstore.keys.local import keygen
+    from envstore.migration import migrate
     from envstore.transfer import download, inspect, rewrap, upload, verify
 
 _fsspec.register_implementation("envstore", "envstore.fs.EnvstoreFileSystem", clobber=True)
@@ -57,6 +59,7 @@ _LAZY = {
     "rewrap": "envstore.transfer",
     "keygen": "envstore.keys.local",
     "clean": "envstore.cleanup",
+    "migrate": "envstore.migration",
 }
 
 

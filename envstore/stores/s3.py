@@ -408,7 +408,7 @@ class S3Store(Store):
             sink.write(header)
             step = 4 * MiB
             for pos in range(body_offset, stored_size, step):
-                sink.write(self._fetch(path, pos, min(pos + step, stored_size)))
+                sink.write(self.read_exact(path, pos, min(pos + step, stored_size)))
             sink.commit()
         except BaseException:
             sink.discard()
@@ -536,6 +536,22 @@ class S3Store(Store):
         if size is not None and end >= size:
             scan.drop()  # the scan reached the end
         return b"".join(pieces)
+
+    def range_gone(self, exc: BaseException) -> bool:
+        """s3fs turns a 416 ``InvalidRange`` (the object is now shorter than the range start)
+        into a generic ``OSError(EINVAL)``: find the S3 error code along the cause chain."""
+        seen: BaseException | None = exc
+        for _ in range(8):
+            if seen is None:
+                return False
+            response = getattr(seen, "response", None)
+            if isinstance(response, dict) and (
+                response.get("Error", {}).get("Code") == "InvalidRange"
+                or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416
+            ):
+                return True
+            seen = seen.__cause__ or seen.__context__
+        return False
 
     def _known_size(self, name: str) -> int | None:
         with self._lock:
