@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from envstore.errors import (
+    ConcurrentModificationError,
     ConfigError,
     EnvstoreError,
     FormatError,
     IntegrityError,
     KeyAccessError,
     NotEncryptedError,
+    OutcomeUnknownError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConcurrentModificationError",
     "ConfigError",
     "EnvstoreError",
     "EnvstoreFileSystem",
@@ -23,10 +26,13 @@ __all__ = [
     "IntegrityError",
     "KeyAccessError",
     "NotEncryptedError",
+    "OutcomeUnknownError",
     "__version__",
+    "clean",
     "download",
     "inspect",
     "keygen",
+    "migrate",
     "rewrap",
     "upload",
     "verify",
@@ -35,8 +41,10 @@ __all__ = [
 import fsspec as _fsspec
 
 if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load lazily
+    from envstore.cleanup import clean
     from envstore.fs import EnvstoreFileSystem
     from envstore.keys.local import keygen
+    from envstore.migration import migrate
     from envstore.transfer import download, inspect, rewrap, upload, verify
 
 _fsspec.register_implementation("envstore", "envstore.fs.EnvstoreFileSystem", clobber=True)
@@ -50,6 +58,8 @@ _LAZY = {
     "verify": "envstore.transfer",
     "rewrap": "envstore.transfer",
     "keygen": "envstore.keys.local",
+    "clean": "envstore.cleanup",
+    "migrate": "envstore.migration",
 }
 
 

@@ -29,6 +29,8 @@ from envstore.file import (
     EnvstoreWriteFile,
     Located,
     ObjectReader,
+    naming,
+    require_context,
 )
 from envstore.format import (
     CHUNK,
@@ -53,7 +55,7 @@ from envstore.keys.uri import safe_uri
 from envstore.options import split_options
 from envstore.paths import check_inner_protocol, require_object
 from envstore.stores import Head, Store, inner_filesystem, store_for
-from envstore.stores.base import DEFAULT_READ_DEADLINE, entry_token
+from envstore.stores.base import DEFAULT_READ_DEADLINE, entry_token, exact
 from envstore.stores.failures import translating
 from envstore.stores.local import TEMP_PREFIX
 
@@ -250,14 +252,14 @@ class EnvstoreFileSystem(ChainedFileSystem):
             placement, offset = "metadata", 0
         else:
             first = bytes(
-                self.store.read(path, 0, min(head.size, _FIRST_READ)) if head.size else b""
+                self.store.read_exact(path, 0, min(head.size, _FIRST_READ)) if head.size else b""
             )
             total = header_length(first[:HEADER_FIXED])
             if total is None:
                 raise NotEncryptedError(f"{path} is not envstore-encrypted (no envelope)")
             need = min(total + PREFIX, head.size)
             if len(first) < need:
-                first += bytes(self.store.read(path, len(first), need))
+                first += bytes(self.store.read_exact(path, len(first), need))
             if len(first) < total:
                 raise FormatError(f"{path}: envstore header is truncated")
             env = decode_header(bytes(first[:total]))
@@ -268,9 +270,17 @@ class EnvstoreFileSystem(ChainedFileSystem):
         env.check_size(plain)
         return Located(path, env, placement, offset, head.size, plain, head.token)
 
+    def _readable(self, path: str) -> Located:
+        """Locate an object for reading its content: errors name the object, and a ``context``
+        given to this filesystem must be contained in the object's (FORMAT.md, Reading)."""
+        path = require_object(self._strip_protocol(path), path)
+        with naming(path):
+            located = self._locate(path)
+            require_context(located, self.context)
+        return located
+
     def _reader(self, path: str) -> ObjectReader:
-        located = self._locate(require_object(self._strip_protocol(path), path))
-        return ObjectReader(self.store, self.ring, located)
+        return ObjectReader(self.store, self.ring, self._readable(path))
 
     def _forget(self, path: str) -> None:
         self.store.forget(path)
@@ -356,11 +366,15 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return self.fs.isdir(self._strip_protocol(path))
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        inner = require_object(self._strip_protocol(path), path)
-        self.fs.mkdir(inner, create_parents=create_parents, **kwargs)
+        """Directories where the store has them; never a bucket (FileNotFoundError)."""
+        path = require_object(self._strip_protocol(path), path)
+        self.store.mkdir(path, create_parents, **kwargs)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
-        self.fs.makedirs(require_object(self._strip_protocol(path), path), exist_ok=exist_ok)
+        path = require_object(self._strip_protocol(path), path)
+        if not exist_ok and self.exists(path):
+            raise FileExistsError(path)
+        self.store.makedirs(path)
 
     def rmdir(self, path: str) -> None:
         self.fs.rmdir(self._strip_protocol(path))
@@ -420,8 +434,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
             )
         if mode in ("wb", "xb"):
             if mode == "xb" and self.exists(path):
-                raise FileExistsError(path)
-            return self._writer(path, block_size=block_size)
+                raise FileExistsError(path)  # early; the commit checks again, atomically
+            return self._writer(path, block_size=block_size, exclusive=mode == "xb")
         raise ValueError(f"envstore supports modes rb, wb, xb (and text r, w, x), not {mode!r}")
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
@@ -508,24 +522,21 @@ class EnvstoreFileSystem(ChainedFileSystem):
                 else:
                     runs.append((p, ws, we, first, [i]))
         if runs:
-            blobs: list[bytes | BaseException]
             try:
-                blobs = list(
-                    self.store.read_many(
-                        [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs]
-                    )
+                blobs = self.store.read_many(
+                    [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs]
                 )
-            except Exception as exc:
-                if on_error != "return":
-                    raise
-                blobs = [exc] * len(runs)  # each range reports the store's error
-            for (p, ws, _we, first, idx), blob in zip(runs, blobs, strict=True):
+            except Exception:  # read each run alone: each gets its own outcome (error)
+                blobs = [None] * len(runs)  # type: ignore[list-item]
+            for (p, ws, we, first, idx), blob in zip(runs, blobs, strict=True):
                 reader = readers[p]
                 assert isinstance(reader, ObjectReader)
                 try:
-                    if isinstance(blob, BaseException):
-                        raise blob
-                    plain = reader.open_run(first, blob, ws)
+                    if blob is None:
+                        stored = reader.fetch(ws, we)
+                    else:
+                        stored = exact(blob, p, ws, we)
+                    plain = reader.open_run(first, stored, ws)
                 except Exception as exc:
                     if on_error != "return":
                         raise
@@ -584,11 +595,18 @@ class EnvstoreFileSystem(ChainedFileSystem):
 
     # -- writing -----------------------------------------------------------------------------
     def _writer(
-        self, path: str, size: int | None = None, block_size: int | None = None
+        self,
+        path: str,
+        size: int | None = None,
+        block_size: int | None = None,
+        exclusive: bool = False,
     ) -> EnvstoreWriteFile:
+        """A writer of ``path``; with ``size``, exactly that many bytes must be written (the
+        object is discarded otherwise); with ``exclusive``, the commit fails with
+        FileExistsError if an object exists at ``path`` by then."""
         path = require_object(self._strip_protocol(path), path)
         ring = self.ring
-        key, recipients = ring.new_data_key(self.context)
+        key, recipients = ring.new_data_key(self.context, size)
         try:
             enc = Encryptor(key, context_bytes(self.context))
         finally:
@@ -600,9 +618,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
             raise ConfigError(f"this envelope would not be readable: {exc}") from None
         metadata, header = self._place(env)
         hint = None if size is None else len(header or b"") + body_size(size)
-        sink = self.store.open_sink(path, metadata, hint)
+        sink = self.store.open_sink(path, metadata, hint, exclusive)
         self._forget(path)
-        return EnvstoreWriteFile(self, path, sink, enc, header, recipients, block_size)
+        return EnvstoreWriteFile(self, path, sink, enc, header, recipients, block_size, size)
 
     def _place(self, env: Envelope) -> tuple[dict[str, str] | None, bytes | None]:
         """Metadata fields or an in-object header for ``env``, per the placement option."""
@@ -628,13 +646,11 @@ class EnvstoreFileSystem(ChainedFileSystem):
         """Called by a writer after a successful commit."""
         self._forget(path)
         self.fs.invalidate_cache(self.fs._parent(path))
-        if self._ring is not None:
-            self._ring.account(recipients, nbytes)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         if mode == "create" and self.exists(path):
-            raise FileExistsError(path)
-        with self._writer(path, size=len(value)) as f:
+            raise FileExistsError(path)  # early; the commit checks again, atomically
+        with self._writer(path, size=len(value), exclusive=mode == "create") as f:
             f.write(value)
 
     def put_file(
@@ -655,14 +671,16 @@ class EnvstoreFileSystem(ChainedFileSystem):
             callback.set_size(size)
             parent = self._parent(self._strip_protocol(rpath))
             if parent:
-                self.fs.makedirs(parent, exist_ok=True)
-            with self._writer(rpath, size=size, block_size=kwargs.get("block_size")) as dst:
+                self.store.makedirs(parent)
+            # the writer takes exactly ``size`` bytes: a source that grows or shrinks meanwhile
+            # is an error before the commit, and the object already at rpath stays as it was
+            with self._writer(
+                rpath, size, kwargs.get("block_size"), exclusive=mode == "create"
+            ) as dst:
                 step = dst.blocksize
                 while data := src.read(step):
                     dst.write(data)
                     callback.relative_update(len(data))
-            if dst.tell() != size:
-                raise OSError(f"{lpath} changed size while being uploaded")
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         if truncate or not self.exists(path):
@@ -703,35 +721,38 @@ class EnvstoreFileSystem(ChainedFileSystem):
     # -- envelope access for tools (inspect, rewrap) -----------------------------------------
     def envelope(self, path: str) -> Located:
         """The parsed envelope and layout of one object (no key needed, nothing secret)."""
-        return self._locate(self._strip_protocol(path))
-
-    def set_recipients(self, path: str, recipients: Sequence[WrappedKey]) -> None:
-        """Replace an object's recipients without touching its body (rewrap)."""
         path = self._strip_protocol(path)
-        loc = self._locate(path)
+        with naming(path):
+            return self._locate(path)
+
+    def set_recipients(
+        self, path: str, recipients: Sequence[WrappedKey], expect: Located | None = None
+    ) -> None:
+        """Replace an object's recipients without touching its body (rewrap).
+
+        The recipients must wrap the object's own data key: take it from
+        ``self.ring.open_envelope`` (checked against the commitment), never from an unchecked
+        unwrap, or a recipient planted from another object makes this destroy the object.
+        With ``expect`` (what :meth:`envelope` returned when the data key was opened), the
+        change applies only to that very version of the object: if another writer replaced it
+        since, ConcurrentModificationError is raised and the object is left as it is.
+        """
+        path = self._strip_protocol(path)
+        loc = self._locate(path) if expect is None else expect
         env = loc.envelope.with_recipients(recipients)
         try:  # write only what readers accept (bounds of FORMAT.md)
             Envelope.from_fields(env.to_fields())
         except FormatError as exc:
             raise ConfigError(f"this envelope would not be readable: {exc}") from None
-        if loc.placement == "metadata":
-            self.store.set_metadata(path, env.to_fields())
-        else:
-            self._rewrite_header(path, loc, encode_header(env))
-        self._forget(path)
-
-    def _rewrite_header(self, path: str, loc: Located, header: bytes) -> None:
-        """New header + the same body bytes, committed atomically through a sink."""
-        sink = self.store.open_sink(path, None, len(header) + loc.stored_size - loc.body_offset)
         try:
-            sink.write(header)
-            step = 256 * CHUNK
-            for pos in range(loc.body_offset, loc.stored_size, step):
-                sink.write(self.store.read(path, pos, min(pos + step, loc.stored_size)))
-            sink.commit()
-        except BaseException:
-            sink.discard()
-            raise
+            if loc.placement == "metadata":
+                self.store.set_metadata(path, env.to_fields(), loc.token)
+            else:
+                self.store.rewrite_header(
+                    path, encode_header(env), loc.body_offset, loc.stored_size, loc.token
+                )
+        finally:
+            self._forget(path)
 
 
 # -- backend failures -> builtin OSErrors ---------------------------------------------------

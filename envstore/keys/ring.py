@@ -2,9 +2,11 @@
 
 Also holds the optional data-key cache (``key_cache`` option, off by default):
 
-* writes reuse one data key across objects with the same encryption context until
-  ``max_age`` seconds, ``max_objects`` objects or ``max_bytes`` plaintext bytes are reached
-  (each object still gets a fresh salt, hence fresh chunk keys, from C2SP);
+* writes of a known size reuse one data key across objects with the same encryption context
+  until ``max_age`` seconds, ``max_objects`` objects or ``max_bytes`` plaintext bytes are
+  reached (each object's size is reserved before the key is handed out; each object still gets
+  a fresh salt, hence fresh chunk keys, from C2SP); streamed writes of unknown size always get
+  a fresh data key;
 * reads keep unwrapped data keys, keyed by the wrapped form and context, for ``max_age``
   seconds (at most ``max_entries``), so a dataset written under one cached data key costs one
   KMS ``Decrypt`` per process.
@@ -17,14 +19,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys import get_provider
 from envstore.keys.base import KeyProvider, WrappedKey, canonical_context
 from envstore.keys.uri import safe_uri
+
+if TYPE_CHECKING:
+    from envstore.format import Envelope
 
 _CACHE_LIMITS = {"max_age": float, "max_objects": int, "max_bytes": int, "max_entries": int}
 _DEFAULT_CACHE = {
@@ -107,64 +112,112 @@ class KeyRing:
         return p
 
     # -- writing ----------------------------------------------------------------------------
-    def new_data_key(self, context: Mapping[str, str]) -> tuple[bytearray, list[WrappedKey]]:
-        """A data key for one new object and its recipients (one per ``key_uris`` entry)."""
+    def new_data_key(
+        self, context: Mapping[str, str], size: int | None = None
+    ) -> tuple[bytearray, list[WrappedKey]]:
+        """A data key for one new object of ``size`` plaintext bytes and its recipients (one
+        per ``key_uris`` entry).
+
+        With the key cache on, a cached key is handed out only if ``size`` still fits its
+        ``max_bytes`` budget, and the size is reserved (under the lock) before it is: however
+        many writers run at once, no cached key covers more than ``max_bytes``.  A write of
+        unknown size (``size`` None: a streamed ``open(..., "wb")``) could overrun any budget:
+        it always gets a fresh data key, which is not cached.
+        """
         if not self.key_uris:
             raise ConfigError("no key_uri configured for writing")
         ctx = canonical_context(context)
-        if self.cache is not None:
+        if self.cache is not None and size is not None:
             with self._lock:
                 entry = self._writes.get(ctx)
-                if entry is not None and self._fresh(entry):
+                if entry is not None and self._fits(entry, size):
                     entry.objects += 1
+                    entry.nbytes += size
                     return bytearray(entry.key), list(entry.recipients)
         first, *rest = [self.provider(u) for u in self.key_uris]
         key, wrapped = first.generate_data_key(context)
         recipients = [wrapped] + [p.wrap(key, context) for p in rest]
-        if self.cache is not None:
+        if self.cache is not None and size is not None:
+            fresh = _WriteEntry(bytes(key), tuple(recipients), time.monotonic(), 1, size)
             with self._lock:
-                self._writes[ctx] = _WriteEntry(bytes(key), tuple(recipients), time.monotonic(), 1)
+                self._writes[ctx] = fresh
         return key, recipients
 
-    def _fresh(self, entry: _WriteEntry) -> bool:
+    def _fits(self, entry: _WriteEntry, size: int) -> bool:
+        """Whether ``entry``'s key may encrypt one more object of ``size`` bytes."""
         c = self.cache
         assert c is not None
         return (
             time.monotonic() - entry.created < c["max_age"]
             and entry.objects < c["max_objects"]
-            and entry.nbytes < c["max_bytes"]
+            and entry.nbytes + size <= c["max_bytes"]
         )
 
-    def account(self, recipients: Sequence[WrappedKey], nbytes: int) -> None:
-        """Count ``nbytes`` of plaintext encrypted under the (cached) data key of ``recipients``."""
-        if self.cache is None:
-            return
-        with self._lock:
-            for entry in self._writes.values():
-                if entry.recipients and entry.recipients[0] == recipients[0]:
-                    entry.nbytes += nbytes
-
     # -- reading ----------------------------------------------------------------------------
+    def open_envelope(self, envelope: Envelope) -> bytearray:
+        """The data key of the object ``envelope`` describes, checked against its commitment.
+
+        Every unwrapped candidate must match the C2SP commitment of the object (derived from
+        the key, the salt and the context): a recipient copied from another object under the
+        same key and context unwraps fine, but to another object's data key. Such a candidate
+        is wiped and the next one is tried. Readers and rewrap get data keys only from here,
+        so no caller ever decrypts with, or re-wraps, a key the object does not commit to.
+        """
+        from envstore.cipher import commits_to
+        from envstore.format import context_bytes
+
+        ctx = context_bytes(envelope.context)
+
+        def commits(key: bytearray) -> bool:
+            return commits_to(key, envelope.salt, ctx, envelope.commitment)
+
+        return self.open_data_key(envelope.recipients, envelope.context, accept=commits)
+
     def open_data_key(
-        self, recipients: Sequence[WrappedKey], context: Mapping[str, str]
+        self,
+        recipients: Sequence[WrappedKey],
+        context: Mapping[str, str],
+        accept: Callable[[bytearray], bool] | None = None,
     ) -> bytearray:
-        """Unwrap the data key with the first configured provider that can; KeyAccessError else."""
+        """Unwrap the data key with the first configured provider that can; KeyAccessError else.
+
+        With ``accept``, a candidate it rejects does not count (see :meth:`open_envelope`,
+        which every object read uses): the search goes on, and if no candidate is accepted
+        the error is IntegrityError.
+        """
         if not recipients:
             raise KeyAccessError("object has no recipients")
         ctx = canonical_context(context)
         token = (ctx, tuple(r.encode() for r in recipients))
         if self.cache is not None:
+            cached: bytearray | None = None
             with self._lock:
                 hit = self._reads.get(token)
                 if hit is not None and time.monotonic() - hit.created < self.cache["max_age"]:
                     self._reads.move_to_end(token)
-                    return bytearray(hit.key)
+                    cached = bytearray(hit.key)
+            if cached is not None:
+                if accept is None or accept(cached):  # a cached key is a candidate too
+                    return cached
+                cached[:] = bytes(len(cached))
+        key = self._search(recipients, context, accept)
+        if self.cache is not None:
+            self._remember(token, key)
+        return key
+
+    def _search(
+        self,
+        recipients: Sequence[WrappedKey],
+        context: Mapping[str, str],
+        accept: Callable[[bytearray], bool] | None,
+    ) -> bytearray:
+        """Keys in configured order, for each the recipients in envelope order (FORMAT.md)."""
         errors: list[str] = []
         altered: list[str] = []
         tried = False
         for uri in self.key_uris + self.decrypt_key_uris:
             provider = self.provider(uri)
-            for wrapped in recipients:
+            for n, wrapped in enumerate(recipients, 1):
                 if not provider.matches(wrapped):
                     continue
                 tried = True
@@ -176,8 +229,14 @@ class KeyRing:
                 except IntegrityError as exc:  # another recipient may still be intact
                     altered.append(str(exc))
                     continue
-                if self.cache is not None:
-                    self._remember(token, key)
+                if accept is not None and not accept(key):
+                    key[:] = bytes(len(key))
+                    altered.append(
+                        f"recipient {n} ({wrapped.provider}:{wrapped.key_id}) unwraps to a key "
+                        "that does not match the object's key commitment (copied from another "
+                        "object?)"
+                    )
+                    continue
                 return key
         wrapped_for = ", ".join(f"{r.provider}:{r.key_id}" for r in recipients)
         if not tried:
