@@ -126,7 +126,6 @@ def _classify(exc: Exception) -> KmsFailure:
 class AliKmsProvider(KeyProvider):
     """Data keys from Alibaba Cloud KMS (shared gateway, OpenAPI 2016-01-20)."""
 
-    schemes = ("alikms",)
     family = "alikms"
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:

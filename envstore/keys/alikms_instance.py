@@ -132,7 +132,6 @@ def _classify(exc: Exception) -> KmsFailure:
 class AliKmsInstanceProvider(KeyProvider):
     """Data keys from a KMS instance through its dedicated gateway (KMS Instance SDK)."""
 
-    schemes = ("alikms-instance",)
     family = "alikms-instance"
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:

@@ -74,7 +74,6 @@ def fingerprint(master: bytes) -> str:
 class LocalKeyProvider(KeyProvider):
     """A master key from a file (``local:///path``) or an environment variable (``env://VAR``)."""
 
-    schemes = ("local", "env")
     family = "local"
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:
