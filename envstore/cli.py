@@ -25,7 +25,7 @@ from fsspec.callbacks import Callback, NoOpCallback
 
 from envstore import __version__
 from envstore.cli_out import echo_result, long_line, print_new_key, quiet_exit, stdout_gone
-from envstore.errors import EnvstoreError
+from envstore.errors import EnvstoreError, describe
 
 __all__ = ["main"]
 
@@ -39,16 +39,6 @@ class Failure(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"envstore: error: {self.format_message()}", file=file, err=file is None)
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` on one line (OSErrors as ``path: reason``)."""
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        text = f"{exc.filename}: {exc.strerror}"
-    else:
-        text = str(exc)
-    text = " ".join(text.split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _Main(click.Group):
@@ -72,7 +62,7 @@ class _Main(click.Group):
         debug = bool(ctx.params.get("debug"))
         if debug:
             traceback.print_exception(type(exc), exc, exc.__traceback__)
-        message = _describe(exc)
+        message = describe(exc)
         if not debug and not isinstance(exc, (EnvstoreError, OSError)):
             message += " (--debug shows the traceback)"
         raise Failure(message) from exc
@@ -101,7 +91,7 @@ def _load_options_file(path: str) -> dict[str, Any]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise click.BadParameter(_describe(exc), param_hint=hint) from None
+        raise click.BadParameter(describe(exc), param_hint=hint) from None
     try:
         if path.lower().endswith(".toml"):
             try:
@@ -118,7 +108,7 @@ def _load_options_file(path: str) -> dict[str, Any]:
         else:
             loaded = json.loads(data)
     except ValueError as exc:  # JSON, TOML and UTF-8 decoding errors
-        raise click.BadParameter(f"{path}: {_describe(exc)}", param_hint=hint) from None
+        raise click.BadParameter(f"{path}: {describe(exc)}", param_hint=hint) from None
     if not isinstance(loaded, dict):
         raise click.BadParameter(f"{path} must hold an object (a table)", param_hint=hint)
     return loaded
@@ -357,14 +347,12 @@ def cp(src: str, dst: str, recursive: bool, jobs: int, progress: bool | None, **
 @store_options
 def cat(url: str, **kw: Any) -> None:
     """Decrypt an object to standard output (each chunk authenticated before it is written)."""
-    from envstore.transfer import STEP, open_url
+    from envstore.transfer import open_url
 
     fs, path = open_url(url, **_options(kw))
-    reader = fs._reader(path)
     out = sys.stdout.buffer
-    for pos in range(0, reader.plain_len, STEP):
-        out.write(reader.read(pos, pos + STEP))
-    reader.authenticate_end()
+    for data in fs.objects.reader(path).stream():
+        out.write(data)
     out.flush()
 
 
@@ -463,7 +451,7 @@ def rewrap(
             **opts,
         )
     except NotEncryptedError as exc:
-        raise Failure(f"{_describe(exc)} (--skip-plain passes over such objects)") from exc
+        raise Failure(f"{describe(exc)} (--skip-plain passes over such objects)") from exc
 
 
 @main.command()

@@ -9,12 +9,12 @@ from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from envstore.errors import ConfigError, EnvstoreError
+from envstore.errors import ConfigError, EnvstoreError, describe
 from envstore.migration.legacy_keys import LegacyKeys
 from envstore.migration.objects import TEMP_SUFFIX, Item, Job, check_jobs, migrate_one, record
 from envstore.migration.s3ec import INSTRUCTION_SUFFIX
 from envstore.migration.source import Source, split_url
-from envstore.transfer import _describe, _pool, _with_path, open_url
+from envstore.transfer import open_url, run_pool, with_path
 
 __all__ = ["migrate"]
 
@@ -78,12 +78,12 @@ def _run_one(job: Job, item: Item, raise_errors: bool) -> dict[str, Any]:
         return migrate_one(job, item)
     except EnvstoreError as exc:
         if raise_errors:
-            raise _with_path(exc, item.src) from exc
-        return record(item, None, None, "failed", error=_describe(exc))
+            raise with_path(exc, item.src) from exc
+        return record(item, None, None, "failed", error=describe(exc))
     except OSError as exc:
         if raise_errors:
             raise
-        return record(item, None, None, "failed", error=_describe(exc))
+        return record(item, None, None, "failed", error=describe(exc))
 
 
 def migrate(
@@ -147,4 +147,4 @@ def migrate(
                 on_object(result)
         return result
 
-    return _pool(jobs, one, items)
+    return run_pool(jobs, one, items)
