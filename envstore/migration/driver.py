@@ -86,6 +86,23 @@ def _run_one(job: Job, item: Item, raise_errors: bool) -> dict[str, Any]:
         return record(item, None, None, "failed", error=describe(exc))
 
 
+def _open(
+    src: str,
+    dst: str,
+    legacy_key_uris: str | Iterable[str],
+    dry_run: bool,
+    options: Mapping[str, Any],
+) -> tuple[Source, Any, LegacyKeys | None]:
+    """The source, the destination filesystem and the legacy keys (none for a dry run)."""
+    split_url(src)
+    if not isinstance(dst, str) or not dst.startswith("envstore::"):
+        raise ConfigError(f"migrate writes to an envstore:: URL, not {dst!r}")
+    source = Source(src, options)
+    fs, _ = open_url(dst, **_dst_options(dst, options))
+    keys = None if dry_run else LegacyKeys(legacy_key_uris, options.get("kms_options"))
+    return source, fs, keys
+
+
 def migrate(
     src: str,
     dst: str,
@@ -122,12 +139,7 @@ def migrate(
     ``on_object`` is called with each record as soon as its object is done (one at a time).
     """
     check_jobs(jobs)
-    split_url(src)
-    if not isinstance(dst, str) or not dst.startswith("envstore::"):
-        raise ConfigError(f"migrate writes to an envstore:: URL, not {dst!r}")
-    source = Source(src, options)
-    fs, _ = open_url(dst, **_dst_options(dst, options))
-    keys = None if dry_run else LegacyKeys(legacy_key_uris, options.get("kms_options"))
+    source, fs, keys = _open(src, dst, legacy_key_uris, dry_run, options)
     items = _plan(source, src, dst, fs, recursive)
     callback = callback if callback is not None else DEFAULT_CALLBACK
     callback.set_size(0 if dry_run else sum(item.size for item in items))
