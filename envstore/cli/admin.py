@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from envstore.cli.base import Failure, fail_if_any, main, options, progress_bar, store_options
+from envstore.cli.base import (
+    Failure,
+    fail_if_any,
+    jobs_option,
+    main,
+    options,
+    progress_bar,
+    progress_option,
+    store_options,
+)
 from envstore.cli_out import echo_result, print_new_key
 from envstore.errors import describe
 
@@ -123,17 +132,8 @@ def demo(keep: str | None, rows: int) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="List what would happen; change nothing.")
 @click.option("--replace", is_flag=True, help="Overwrite other objects at a separate DST.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 256),
-    default=4,
-    show_default=True,
-    help="Objects migrated in parallel.",
-)
-@click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
-)
+@jobs_option("Objects migrated")
+@progress_option
 @store_options
 def migrate(
     src: str,

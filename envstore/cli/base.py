@@ -40,6 +40,24 @@ class Failure(click.ClickException):
         click.echo(f"envstore: error: {self.format_message()}", file=file, err=file is None)
 
 
+def jobs_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-j/--jobs N``: how many ``what`` (e.g. "Files transferred") run in parallel."""
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1, 256),
+        default=4,
+        show_default=True,
+        help=f"{what} in parallel.",
+    )
+
+
+#: ``--progress/--no-progress`` (default: a bar when stderr is a terminal)
+progress_option = click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+
+
 def fail_if_any(bad: list[str], results: list[Any], what: str) -> None:
     """Failure naming the first few of the objects in ``bad`` (exit code 1), if any."""
     if bad:

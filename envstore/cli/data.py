@@ -11,10 +11,12 @@ import click
 from envstore.cli.base import (
     fail_if_any,
     is_url,
+    jobs_option,
     local_path,
     main,
     options,
     progress_bar,
+    progress_option,
     store_options,
 )
 from envstore.cli_out import echo_result, long_line
@@ -24,17 +26,8 @@ from envstore.cli_out import echo_result, long_line
 @click.argument("src")
 @click.argument("dst")
 @click.option("-r", "--recursive", is_flag=True, help="Copy a directory tree.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 256),
-    default=4,
-    show_default=True,
-    help="Files transferred in parallel.",
-)
-@click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
-)
+@jobs_option("Files transferred")
+@progress_option
 @store_options
 def cp(src: str, dst: str, recursive: bool, jobs: int, progress: bool | None, **kw: Any) -> None:
     """Copy between a local path and an envstore:: URL, either way (encrypt or decrypt).
@@ -137,14 +130,7 @@ def inspect(url: str, as_json: bool, **kw: Any) -> None:
 @main.command()
 @click.argument("url")
 @click.option("-r", "--recursive", is_flag=True, help="Every object under URL.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 256),
-    default=4,
-    show_default=True,
-    help="Objects checked in parallel.",
-)
+@jobs_option("Objects checked")
 @store_options
 def verify(url: str, recursive: bool, jobs: int, **kw: Any) -> None:
     """Authenticate every chunk of each object (plaintext is discarded).
