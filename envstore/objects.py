@@ -25,7 +25,13 @@ from typing import Any
 from fsspec import AbstractFileSystem
 
 from envstore.cipher import Encryptor
-from envstore.errors import ConfigError, EnvstoreError, FormatError, NotEncryptedError
+from envstore.errors import (
+    ConfigError,
+    EnvstoreError,
+    FormatError,
+    KeyAccessError,
+    NotEncryptedError,
+)
 from envstore.file import EnvstoreWriteFile, Located, ObjectReader, naming, require_context
 from envstore.format import (
     HEADER_FIXED,
@@ -370,8 +376,6 @@ class Objects:
     def _open_for_rewrap(self, env: Envelope, fallback: KeyRing | None) -> bytearray:
         # only a key matching the object's commitment is ever wrapped (a planted recipient
         # would otherwise destroy the object for every key)
-        from envstore.errors import KeyAccessError
-
         try:
             return self.ring.open_envelope(env)
         except KeyAccessError as first:

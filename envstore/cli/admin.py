@@ -18,7 +18,7 @@ from envstore.cli.base import (
     progress_option,
     store_options,
 )
-from envstore.cli_out import echo_result, print_new_key
+from envstore.cli.out import echo_result, print_new_key
 from envstore.errors import describe
 
 

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - the console script without click insta
 from fsspec.callbacks import Callback, NoOpCallback
 
 from envstore import __version__
-from envstore.cli_out import quiet_exit, stdout_gone
+from envstore.cli.out import quiet_exit, stdout_gone
 from envstore.errors import EnvstoreError, describe
 
 _STORE_OPTIONS = ("key_uri", "decrypt_key_uri", "context", "storage_option", "options_file")

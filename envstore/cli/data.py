@@ -19,7 +19,7 @@ from envstore.cli.base import (
     progress_option,
     store_options,
 )
-from envstore.cli_out import echo_result, long_line
+from envstore.cli.out import echo_result, long_line
 
 
 @main.command()
