@@ -161,3 +161,17 @@ def test_concurrent_metadata_rewraps_do_not_lose_an_update(
         return  # the safe outcome: A refused to write over B's envelope
     monkeypatch.undo()
     assert s3.efs(key_uri=other_key_uri).cat_file(s3.path("m")) == b"payload"  # B's key kept
+
+
+def test_recursive_mv_to_a_missing_bucket_keeps_the_source(s3: S3Env) -> None:
+    """Held: item 8 makes a missing bucket a FileNotFoundError, which fsspec's recursive copy
+    ignores; mv must still not go on to delete the source tree."""
+    fs = s3.efs()
+    fs.pipe_file(s3.path("src/a"), b"A")
+    fs.pipe_file(s3.path("src/b/c"), b"C")
+    try:
+        fs.mv(s3.path("src"), "no-such-bucket-review/dst", recursive=True)
+    except FileNotFoundError as exc:
+        assert "no-such-bucket-review" in str(exc)
+    fs.invalidate_cache()
+    assert fs.cat_file(s3.path("src/a")) == b"A" and fs.cat_file(s3.path("src/b/c")) == b"C"
