@@ -386,8 +386,10 @@ def test_long_env_var_name_is_a_reference(monkeypatch) -> None:
     fs = EnvstoreFileSystem(
         key_uri=f"env://{name}", fs=fsspec.filesystem("memory"), skip_instance_cache=True
     )
-    fs.pipe_file("/review-env-name", b"x")
-    assert fs.cat_file("/review-env-name") == b"x"
+    path = f"/review-env-name-{os.getpid()}-{time.monotonic_ns()}"
+    fs.pipe_file(path, b"x")
+    assert fs.cat_file(path) == b"x"
+    fs.fs.rm(path)
 
 
 def test_raw_key_bytes_as_key_uri_are_not_echoed() -> None:
