@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,12 +21,17 @@ from fsspec.implementations.chained import ChainedFileSystem
 from envstore.errors import ConfigError
 from envstore.file import EnvstoreReadFile, EnvstoreTextWriter, EnvstoreWriteFile, Located
 from envstore.format import MAX_RECIPIENTS, WrappedKey, check_context
-from envstore.keys import scheme_of
 from envstore.keys.ring import KeyRing, parse_key_cache
 from envstore.keys.uri import safe_uri
 from envstore.objects import Objects
-from envstore.options import split_options
-from envstore.paths import check_inner_protocol, require_object
+from envstore.options import (
+    check_deadline,
+    check_kms_options,
+    check_placement,
+    key_uri_list,
+    split_options,
+)
+from envstore.paths import check_inner_protocol, require_object, write_aside
 from envstore.ranges import plain_range, read_ranges
 from envstore.stores import Store, inner_filesystem, store_for
 from envstore.stores.base import DEFAULT_READ_DEADLINE
@@ -36,35 +40,10 @@ from envstore.stores.local import TEMP_PREFIX
 
 __all__ = ["EnvstoreFileSystem"]
 
-_PLACEMENTS = ("auto", "metadata", "header")
-
 
 def _protocol_names(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     proto = fs.protocol
     return (proto,) if isinstance(proto, str) else tuple(proto)
-
-
-def _key_uri_list(value: object, name: str) -> list[str]:
-    """The URIs of a ``key_uri``/``decrypt_key_uris`` option, each checked (scheme_of) before
-    it is kept: a rejected URI (e.g. a pasted key) never reaches a repr or a pickle."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        for uri in value:
-            scheme_of(uri)
-        return list(value)
-    raise ConfigError(f"{name} must be a key URI string or a list of them")
-
-
-def _check_deadline(value: object) -> float | None:
-    """The ``read_deadline`` option: seconds (> 0) or None (no deadline)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError("read_deadline must be a number of seconds > 0, or None")
-    return float(value)
 
 
 class EnvstoreFileSystem(ChainedFileSystem):
@@ -111,21 +90,15 @@ class EnvstoreFileSystem(ChainedFileSystem):
             "envstore",
             *(f"envstore::{p}" for p in _protocol_names(fs)),
         )
-        # -- end of option handling
-        if placement not in _PLACEMENTS:
-            raise ConfigError(f"placement must be one of {_PLACEMENTS}, not {placement!r}")
-        if kms_options is not None and not isinstance(kms_options, Mapping):
-            raise ConfigError('kms_options must be a dict per scheme, e.g. {"awskms": {...}}')
+        # -- end of option handling; each value checked here, when the filesystem is made
         self.fs = fs
         store = store_for(fs)
-        store.read_deadline = _check_deadline(read_deadline)
-        self.key_uris = _key_uri_list(key_uri, "key_uri")
-        if len(self.key_uris) > MAX_RECIPIENTS:
-            raise ConfigError(f"at most {MAX_RECIPIENTS} key URIs (recipients) per object")
-        self.decrypt_key_uris = _key_uri_list(decrypt_key_uris, "decrypt_key_uris")
+        store.read_deadline = check_deadline(read_deadline)
+        self.key_uris = key_uri_list(key_uri, "key_uri", MAX_RECIPIENTS)
+        self.decrypt_key_uris = key_uri_list(decrypt_key_uris, "decrypt_key_uris")
         self.context = check_context(context)
-        self.placement = placement
-        self.kms_options = dict(kms_options or {})
+        self.placement = check_placement(placement)
+        self.kms_options = check_kms_options(kms_options)
         self.key_cache = parse_key_cache(key_cache)
         #: the object layer: envelopes, placement, keys, recipient changes, cache invalidation
         self.objects = Objects(
@@ -372,21 +345,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
 
         if outfile is not None:
             pump(outfile)
-            return
-        lpath = os.fspath(lpath)
-        parent = os.path.dirname(os.path.abspath(lpath))
-        os.makedirs(parent, exist_ok=True)
-        temp = os.path.join(
-            parent, f"{TEMP_PREFIX}{os.path.basename(lpath)}.{secrets.token_hex(6)}"
-        )
-        try:
-            with open(temp, "wb") as f:
-                pump(f)
-            os.replace(temp, lpath)
-        except BaseException:
-            if os.path.exists(temp):
-                os.unlink(temp)
-            raise
+        else:
+            write_aside(os.fspath(lpath), pump)
 
     # -- writing -----------------------------------------------------------------------------
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
