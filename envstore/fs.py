@@ -51,6 +51,7 @@ from envstore.keys.ring import KeyRing, parse_key_cache
 from envstore.stores import Head, Store, inner_filesystem, store_for
 from envstore.stores.base import entry_token
 from envstore.stores.local import TEMP_PREFIX
+from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE
 
 __all__ = ["EnvstoreFileSystem"]
 
@@ -73,6 +74,19 @@ def _key_uri_list(value: object, name: str) -> list[str]:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ConfigError(f"{name} must be a key URI string or a list of them")
+
+
+def _check_deadline(value: object) -> float | None:
+    """``write_deadline``: seconds > 0 (a number, or a string of one from the CLI) or None."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"write_deadline must be a number of seconds > 0 or None, not {value!r}")
+    return seconds
 
 
 def _check_context(context: object) -> dict[str, str]:
@@ -122,6 +136,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         placement: str = "auto",
         kms_options: Mapping[str, Mapping[str, Any]] | None = None,
         key_cache: Mapping[str, float] | bool | None = None,
+        write_deadline: float | None = DEFAULT_WRITE_DEADLINE,
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(kwargs) - _BASE_OPTIONS)
@@ -130,7 +145,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
             inner = inner[0] if isinstance(inner, (tuple, list)) else inner
             raise ConfigError(
                 f"unknown envstore option(s) {unknown}. envstore takes key_uri, "
-                "decrypt_key_uris, context, placement, kms_options, key_cache; options of the "
+                "decrypt_key_uris, context, placement, kms_options, key_cache, write_deadline; "
+                "options of the "
                 f"inner filesystem go under its protocol name, e.g. storage_options="
                 f'{{"key_uri": ..., "{inner}": {{{", ".join(f"{k!r}: ..." for k in unknown)}}}}}'
             )
@@ -145,6 +161,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
             raise ConfigError('kms_options must be a dict per scheme, e.g. {"awskms": {...}}')
         self.fs = fs
         self.store: Store = store_for(fs)
+        if hasattr(self.store, "write_deadline"):  # S3: bounded write requests
+            self.store.write_deadline = _check_deadline(write_deadline)
         self.key_uris = _key_uri_list(key_uri, "key_uri")
         if len(self.key_uris) > MAX_RECIPIENTS:
             raise ConfigError(f"at most {MAX_RECIPIENTS} key URIs (recipients) per object")

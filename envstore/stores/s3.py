@@ -40,6 +40,7 @@ from s3fs import S3FileSystem
 from envstore.errors import FormatError, IntegrityError
 from envstore.format import WIRE_CHUNK, has_envelope, plain_size
 from envstore.stores.base import Head, Sink, Store, entry_token
+from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE, bounded, write_limit
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Store"]
 
@@ -172,6 +173,11 @@ class S3Store(Store):
     readahead_depth: int = 1
     #: objects whose sequential-scan state (and read-ahead bytes) are kept
     readahead_objects: int = 4
+    #: seconds one write request (PutObject, CreateMultipartUpload, UploadPart,
+    #: CompleteMultipartUpload, AbortMultipartUpload) may take in total, s3fs's and botocore's
+    #: retries included, plus one second per MiB it sends; then TimeoutError. None: no limit.
+    #: Set from the envstore option ``write_deadline``.
+    write_deadline: float | None = DEFAULT_WRITE_DEADLINE
 
     def __init__(self, fs: S3FileSystem) -> None:  # type: ignore[override]
         super().__init__(fs)
@@ -626,10 +632,13 @@ class S3Store(Store):
             raise
 
 
-async def _abort(fs: S3FileSystem, bucket: str, key: str, upload_id: str) -> None:
+async def _abort(
+    fs: S3FileSystem, bucket: str, key: str, upload_id: str, limit: float | None = None
+) -> None:
     """Abort a multipart upload; never raises (the error that led here is the one to see)."""
     try:
-        await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        call = fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        await bounded(call, limit, f"AbortMultipartUpload of {bucket}/{key}", "upload left")
     except FileNotFoundError:
         pass  # already gone (NoSuchUpload)
     except Exception as exc:
@@ -641,6 +650,13 @@ async def _abort(fs: S3FileSystem, bucket: str, key: str, upload_id: str) -> Non
             key,
             exc,
         )
+
+
+#: a PutObject / CompleteMultipartUpload given up: the store may still finish it
+_UNKNOWN = (
+    "outcome unknown: the store may still complete the request, so the object is either "
+    "absent or whole (never partial); check with exists() before writing again"
+)
 
 
 class _S3Sink:
@@ -703,8 +719,10 @@ class _S3Sink:
     def _ship(self) -> None:
         """Upload the full buffer as the next part; continue in the other buffer."""
         if self.upload_id is None:
-            mpu = self.fs.call_s3(
+            mpu = self._call(
                 "create_multipart_upload",
+                0,
+                "nothing was written",
                 Bucket=self.bucket,
                 Key=self.key,
                 **({"Metadata": self.metadata} if self.metadata else {}),
@@ -722,7 +740,7 @@ class _S3Sink:
         self.fill = 0
 
     async def _upload(self, number: int, body: bytearray) -> None:
-        out = await self.fs._call_s3(
+        call = self.fs._call_s3(
             "upload_part",
             Bucket=self.bucket,
             Key=self.key,
@@ -730,7 +748,16 @@ class _S3Sink:
             PartNumber=number,
             Body=body,
         )
+        limit = write_limit(self.store.write_deadline, len(body))
+        what = f"UploadPart {number} of {self.bucket}/{self.key}"
+        out = await bounded(call, limit, what, "the multipart upload is aborted; no object")
         self.parts[number - 1]["ETag"] = out["ETag"]
+
+    def _call(self, op: str, nbytes: int, after: str, **kw: Any) -> Any:
+        """``fs.call_s3(op, **kw)`` within the write deadline (``after``: the state if not)."""
+        limit = write_limit(self.store.write_deadline, nbytes)
+        what = f"{op} of {self.bucket}/{self.key}"
+        return _run(self.fs, bounded(self.fs._call_s3(op, **kw), limit, what, after))
 
     def _settle(self) -> bytearray | None:
         """Wait for the part in flight; its buffer is free again."""
@@ -750,8 +777,10 @@ class _S3Sink:
                 body = self.buf
                 if self.fill < len(body):
                     del body[self.fill :]
-                self.fs.call_s3(
+                self._call(
                     "put_object",
+                    len(body),
+                    _UNKNOWN,
                     Bucket=self.bucket,
                     Key=self.key,
                     Body=body,
@@ -761,8 +790,10 @@ class _S3Sink:
                 if self.fill:
                     self._ship()
                 self._settle()
-                self.fs.call_s3(
+                self._call(
                     "complete_multipart_upload",
+                    0,
+                    _UNKNOWN,
                     Bucket=self.bucket,
                     Key=self.key,
                     UploadId=self.upload_id,
@@ -789,7 +820,8 @@ class _S3Sink:
                 concurrent.futures.wait([future], timeout=_CANCEL_WAIT)
             if self.upload_id is not None:
                 upload_id, self.upload_id = self.upload_id, None
-                _run(self.fs, _abort(self.fs, self.bucket, self.key, upload_id))
+                limit = write_limit(self.store.write_deadline)
+                _run(self.fs, _abort(self.fs, self.bucket, self.key, upload_id, limit))
         finally:
             self._release()
 
