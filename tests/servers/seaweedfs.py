@@ -343,6 +343,13 @@ class Cluster:
         for proc in self.processes():
             proc.check()
 
+    def check_others_alive(self, dead: set[int]) -> None:
+        """Every process but the volume servers in ``dead`` (killed on purpose) is running."""
+        killed = {id(self.volume_procs[i]) for i in dead}
+        for proc in self.processes():
+            if id(proc) not in killed:
+                proc.check()
+
     def stop(self) -> None:
         for proc in reversed(self.processes()):
             proc.stop()

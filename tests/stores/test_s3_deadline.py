@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("s3fs")
 
-from envstore.errors import ConfigError  # noqa: E402
-from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE  # noqa: E402
+from envstore.errors import ConfigError
+from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE
 
 
 @pytest.fixture
