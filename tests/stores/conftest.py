@@ -47,6 +47,7 @@ class Endpoint:
     bucket: str
     external: bool  # not our moto server: unique prefixes, clean up afterwards
     server: Mini | None = None  # our SeaweedFS: checked before and after each test
+    name: str = "external"  # "moto", "seaweedfs" or "external" (ENVSTORE_TEST_S3_ENDPOINT)
 
     def check(self) -> None:
         """Fail (with the server's log tail) if our SeaweedFS server has died."""
@@ -165,6 +166,7 @@ def moto_endpoint() -> Iterator[Endpoint]:
             secret="envstore-test",
             bucket="envstore-test",
             external=False,
+            name="moto",
         )
     finally:
         server.stop()
@@ -181,6 +183,7 @@ def seaweedfs_endpoint(seaweedfs: Mini) -> Endpoint:
         bucket="envstore-test",
         external=True,
         server=seaweedfs,
+        name="seaweedfs",
     )
 
 
