@@ -281,3 +281,25 @@ def count_requests() -> Callable[[Any], Requests]:
         return rec
 
     return attach
+
+
+#: cases that take seconds each: on SeaweedFS they run with the slow ones (CI runs all), so the
+#: default ``-m "not slow"`` run keeps only their moto half
+SLOW_ON_SEAWEEDFS = frozenset(
+    {
+        "test_copy_over_150_mib_keeps_envelope",
+        "test_dask_processes_scheduler",
+        "test_dask_distributed_cluster",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (
+            callspec is not None
+            and callspec.params.get("s3_endpoint") == "seaweedfs"
+            and getattr(item, "originalname", "") in SLOW_ON_SEAWEEDFS
+        ):
+            item.add_marker(pytest.mark.slow)
