@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from envstore.errors import (
     ConfigError,
     EnvstoreError,
@@ -32,6 +34,11 @@ __all__ = [
 
 import fsspec as _fsspec
 
+if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load lazily
+    from envstore.fs import EnvstoreFileSystem
+    from envstore.keys.local import keygen
+    from envstore.transfer import download, inspect, rewrap, upload, verify
+
 _fsspec.register_implementation("envstore", "envstore.fs.EnvstoreFileSystem", clobber=True)
 
 
@@ -46,7 +53,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):  # lazy: importing envstore must not import the whole stack
+def __getattr__(name: str) -> Any:  # lazy: importing envstore must not import the whole stack
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'envstore' has no attribute {name!r}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -32,7 +33,7 @@ _HAS_INTO = hasattr(AESGCM, "encrypt_into")
 try:  # cryptography >= 50 ships the same construction natively (faster, releases the GIL)
     from cryptography.cobblestone import Cobblestone256Encryptor as _Native
 except ImportError:  # pragma: no cover - cryptography < 50
-    _Native = None
+    _Native = None  # type: ignore[assignment,misc]
 
 
 def _derive(data_key: bytes | bytearray, salt: bytes, context: bytes) -> tuple[AESGCM, int, bytes]:
@@ -91,7 +92,7 @@ class Encryptor:
     def __repr__(self) -> str:
         return f"<Encryptor chunk={self._index}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Encryptor holds key material and must not be pickled")
 
     @staticmethod
@@ -197,7 +198,7 @@ class Decryptor:
     def __repr__(self) -> str:
         return "<Decryptor>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Decryptor holds key material and must not be pickled")
 
     def decrypt_chunks(

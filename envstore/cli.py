@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - the console script without click insta
 from fsspec.callbacks import Callback, NoOpCallback
 
 from envstore import __version__
+from envstore.cli_out import echo_result, long_line, print_new_key, quiet_exit, stdout_gone
 from envstore.errors import EnvstoreError
 
 __all__ = ["main"]
@@ -60,8 +61,8 @@ class _Main(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except OSError as exc:
-            if exc.errno == errno.EPIPE:  # `envstore cat ... | head`: click exits quietly
-                raise
+            if exc.errno == errno.EPIPE and stdout_gone():
+                quiet_exit()  # `envstore ls -l ... | head -1`: like coreutils
             self._fail(ctx, exc)
         except Exception as exc:
             self._fail(ctx, exc)
@@ -278,12 +279,26 @@ def main(ctx: click.Context, debug: bool, **kw: Any) -> None:
 
 @main.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-def keygen(path: str | None) -> None:
+@click.option(
+    "--print",
+    "to_stdout",
+    is_flag=True,
+    help="Print a new base64 key to stdout instead of writing a file (for env://VAR); "
+    "refused on a terminal.",
+)
+def keygen(path: str | None, to_stdout: bool) -> None:
     """Write a new local master key to PATH (mode 0600; never overwrites an existing file).
 
     Without PATH: the default key, $XDG_CONFIG_HOME/envstore/master.key, which envstore uses
     when no key is configured. Back it up: data under a lost key cannot be recovered.
+
+    --print writes a new key (base64, one line) to stdout only, for an env:// variable or a
+    secret store: `export ENVSTORE_KEY=$(envstore keygen --print)`. It refuses when stdout
+    is a terminal, so that a key never lands in a scrollback or terminal log by accident.
     """
+    if to_stdout:
+        print_new_key(path)
+        return
     from envstore.keys.local import keygen as make
 
     written = make(path)
@@ -360,8 +375,11 @@ def cat(url: str, **kw: Any) -> None:
 def ls_(url: str, long: bool, as_json: bool, **kw: Any) -> None:
     """List a directory (or one object) with plaintext sizes; no key needed.
 
-    -l columns: state (encrypted, plain, error, dir), plaintext size in bytes, name.
-    --json entries: name, type, size (plaintext), stored_size, encrypted, error.
+    -l columns: state (encrypted, plain, unknown, error, dir), plaintext size in bytes, name.
+    "unknown": the listing carries no metadata (S3, OSS) and ls makes no request per object;
+    `envstore inspect URL` tells for one object.
+    --json entries: name, type, size (plaintext), stored_size, encrypted (true, false or
+    null for unknown), error (null or a message).
     """
     from envstore.transfer import open_url
 
@@ -369,7 +387,7 @@ def ls_(url: str, long: bool, as_json: bool, **kw: Any) -> None:
     entries = sorted(fs.ls(path, detail=True), key=lambda e: e["name"])
     if as_json:
         keep = ("name", "type", "size", "stored_size", "encrypted", "error")
-        click.echo(json.dumps([{k: e[k] for k in keep if k in e} for e in entries], indent=2))
+        click.echo(json.dumps([{k: e.get(k) for k in keep} for e in entries], indent=2))
         return
     for e in entries:
         if not long:
@@ -377,9 +395,7 @@ def ls_(url: str, long: bool, as_json: bool, **kw: Any) -> None:
         elif e["type"] == "directory":
             click.echo(f"{'dir':<9} {'-':>14}  {e['name'].rstrip('/')}/")
         else:
-            state = "error" if e.get("error") else ("encrypted" if e.get("encrypted") else "plain")
-            suffix = f"  ({e['error']})" if e.get("error") else ""
-            click.echo(f"{state:<9} {e.get('size', 0):>14}  {e['name']}{suffix}")
+            click.echo(long_line(e))
 
 
 @main.command()
@@ -412,17 +428,41 @@ def inspect(url: str, as_json: bool, **kw: Any) -> None:
 )
 @click.option("-r", "--recursive", is_flag=True, help="Every object under URL.")
 @click.option("--add", is_flag=True, help="Add the new recipients instead of replacing them.")
+@click.option(
+    "--skip-plain", is_flag=True, help="Pass over objects that are not envstore-encrypted."
+)
 @store_options
-def rewrap(url: str, to: tuple[str, ...], recursive: bool, add: bool, **kw: Any) -> None:
+def rewrap(
+    url: str, to: tuple[str, ...], recursive: bool, add: bool, skip_plain: bool, **kw: Any
+) -> None:
     """Wrap data keys for new keys without re-encrypting data (key rotation).
 
     --key-uri / --decrypt-key-uri name a key that opens the objects now. Each object
-    switches in one step; an interrupted run can be started again as it was.
+    switches in one step and is reported as soon as it is done (rewrapped, unchanged,
+    skipped); a failure stops the run, and a run started again as it was finishes it.
     """
+    from envstore.errors import NotEncryptedError
     from envstore.transfer import rewrap as run
 
-    for r in run(url, list(to), recursive, replace=not add, **_options(kw)):
-        click.echo(f"{'rewrapped' if r['changed'] else 'unchanged'}  {r['path']}")
+    def report(r: Mapping[str, Any]) -> None:
+        if r.get("skipped"):
+            echo_result(f"skipped    {r['path']}  (not envstore-encrypted)")
+        else:
+            echo_result(f"{'rewrapped' if r['changed'] else 'unchanged'}  {r['path']}")
+
+    opts = _options(kw)
+    try:
+        run(
+            url,
+            list(to),
+            recursive,
+            replace=not add,
+            skip_plain=skip_plain,
+            on_object=report,
+            **opts,
+        )
+    except NotEncryptedError as exc:
+        raise Failure(f"{_describe(exc)} (--skip-plain passes over such objects)") from exc
 
 
 @main.command()
@@ -447,9 +487,9 @@ def verify(url: str, recursive: bool, jobs: int, **kw: Any) -> None:
     results = run(url, recursive, jobs=jobs, **_options(kw))
     for r in results:
         if r["ok"]:
-            click.echo(f"ok    {r['path']} ({r['size']} bytes)")
+            echo_result(f"ok    {r['path']} ({r['size']} bytes)")
         else:
-            click.echo(f"FAIL  {r['path']}: {r['error']}")
+            echo_result(f"FAIL  {r['path']}: {r['error']}")
     bad = [r["path"] for r in results if not r["ok"]]
     if bad:
         named = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fsspec.spec import AbstractBufferedFile
 
@@ -61,7 +61,7 @@ class ObjectReader:
     def __repr__(self) -> str:
         return f"<ObjectReader {self.loc.path} size={self.plain_len}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("ObjectReader holds key material and must not be pickled")
 
     @property
@@ -216,7 +216,7 @@ class EnvstoreWriteFile(io.RawIOBase):
     def __repr__(self) -> str:
         return f"<EnvstoreWriteFile {self.path}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("an open envstore writer cannot be pickled")
 
     def writable(self) -> bool:
@@ -344,5 +344,5 @@ class EnvstoreTextWriter(io.TextIOWrapper):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
-            self.buffer.discard()
+            self.buffer.discard()  # type: ignore[attr-defined]
         super().__exit__(exc_type, exc, tb)

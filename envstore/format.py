@@ -58,7 +58,7 @@ _SIZE = re.compile(r"(0|[1-9][0-9]{0,18})\Z")
 def has_envelope(fields: Mapping[str, str] | None) -> bool:
     """Whether user metadata carries an envelope (any ``envstore-`` name, any case): such
     metadata is parsed as one, and fails as FormatError when incomplete."""
-    return bool(fields) and any(k.lower().startswith(FIELD_PREFIX) for k in fields)
+    return fields is not None and any(k.lower().startswith(FIELD_PREFIX) for k in fields)
 
 
 def context_bytes(context: Mapping[str, str]) -> bytes:

@@ -240,7 +240,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return located
 
     def _parse(self, path: str, head: Head) -> Located:
-        if has_envelope(head.fields):
+        if head.fields is not None and has_envelope(head.fields):
             env = Envelope.from_fields(head.fields)
             placement, offset = "metadata", 0
         else:
@@ -273,18 +273,25 @@ class EnvstoreFileSystem(ChainedFileSystem):
                 del self._located[token]
 
     # -- plaintext sizes in listings ---------------------------------------------------------
-    def _plain_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def _plain_entry(self, entry: dict[str, Any], exact: bool = False) -> dict[str, Any]:
+        """A file entry with its plaintext ``size``, ``stored_size`` and ``encrypted``: True or
+        False where the store's entry or one read tells, None where a listing without metadata
+        (S3, OSS) gave the size and ``exact`` is off (no request is made to find out)."""
         if entry.get("type") != "file":
             return entry
         out = dict(entry)
         out["stored_size"] = entry.get("size")
+        head: Head | None = Head(int(entry["size"]), None, entry_token(entry))
         size = self.store.listing_plain_size(entry)
         if size is not None:
-            out["size"] = size
-            out["encrypted"] = True
-            return out
+            known = self.store.listing_encrypted(entry)
+            if known is not None or not exact:
+                out["size"] = size
+                out["encrypted"] = known
+                return out
+            head = None  # the metadata (a HEAD, usually cached) tells
         try:
-            loc = self._locate(entry["name"], Head(int(entry["size"]), None, entry_token(entry)))
+            loc = self._locate(entry["name"], head)
         except NotEncryptedError:
             out["encrypted"] = False
         except EnvstoreError as exc:
@@ -306,7 +313,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return entries if detail else [e["name"] for e in entries]
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        return self._plain_entry(self.store.info(self._strip_protocol(path), **kwargs))
+        return self._plain_entry(self.store.info(self._strip_protocol(path), **kwargs), exact=True)
 
     def find(
         self,
@@ -501,7 +508,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
             except Exception:
                 if on_error != "return":
                     raise
-                blobs = [None] * len(runs)
+                blobs = [None] * len(runs)  # type: ignore[list-item]
             for (p, ws, _we, first, idx), blob in zip(runs, blobs, strict=True):
                 reader = readers[p]
                 assert isinstance(reader, ObjectReader)

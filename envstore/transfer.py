@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from envstore.errors import ConfigError, EnvstoreError, KeyAccessError
+from envstore.errors import ConfigError, EnvstoreError, KeyAccessError, NotEncryptedError
 from envstore.format import CHUNK
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
@@ -69,6 +69,8 @@ class _Shared(Callback):
     """Per-file callback adding byte counts to a shared one (thread-safe; per-file sizes and
     per-file completion are not forwarded: the shared callback knows the total)."""
 
+    value: int
+
     def __init__(self, parent: Callback, lock: threading.Lock) -> None:
         super().__init__()
         self.parent = parent
@@ -93,7 +95,8 @@ class _Shared(Callback):
 
 def _local_tree(lpath: str) -> tuple[list[str], list[str]]:
     """Files and directories under ``lpath`` (relative, ``/``-separated, sorted)."""
-    files, dirs = [], []
+    files: list[str] = []
+    dirs: list[str] = []
     for root, dirnames, filenames in os.walk(lpath):
         rel = os.path.relpath(root, lpath)
         parts = [] if rel == "." else rel.split(os.sep)
@@ -275,6 +278,8 @@ def rewrap(
     recursive: bool = False,
     *,
     replace: bool = True,
+    skip_plain: bool = False,
+    on_object: Callable[[dict[str, Any]], None] | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Wrap each object's data key for ``new_key_uri`` without re-encrypting its data.
@@ -288,15 +293,21 @@ def rewrap(
     them, so an interrupted rewrap can simply be run again.
 
     Returns one ``{"path", "changed"}`` per object (``changed`` is False where the envelope
-    already held exactly the wanted recipients). Stops at the first object that fails.
+    already held exactly the wanted recipients). Stops at the first object that fails. With
+    ``skip_plain``, objects without an envelope are passed over as ``{"path", "changed":
+    False, "skipped": "plain"}`` instead of failing. ``on_object`` is called with each result
+    as soon as that object is done (progress; what changed before a failure).
     """
     new = [new_key_uri] if isinstance(new_key_uri, str) else list(new_key_uri)
     if not new:
         raise ConfigError("rewrap needs at least one new key URI")
     fs, root = open_url(url, **options)
     fallback = KeyRing([], new, fs.kms_options)  # opens objects an earlier run already did
-    results = []
+    results: list[dict[str, Any]] = []
     for path in _objects(fs, root, recursive):
+        if skip_plain and _is_plain(fs, path):
+            _done(results, on_object, {"path": path, "changed": False, "skipped": "plain"})
+            continue
         try:
             loc = fs.envelope(path)
             env = loc.envelope
@@ -323,5 +334,24 @@ def rewrap(
                 fs.set_recipients(path, recipients)
         except EnvstoreError as exc:
             raise _with_path(exc, path) from exc
-        results.append({"path": path, "changed": not unchanged})
+        _done(results, on_object, {"path": path, "changed": not unchanged})
     return results
+
+
+def _is_plain(fs: EnvstoreFileSystem, path: str) -> bool:
+    """No envelope at all (the located envelope is cached: rewrap's own lookup is free)."""
+    try:
+        fs.envelope(path)
+    except NotEncryptedError:
+        return True
+    return False
+
+
+def _done(
+    results: list[dict[str, Any]],
+    on_object: Callable[[dict[str, Any]], None] | None,
+    result: dict[str, Any],
+) -> None:
+    results.append(result)
+    if on_object is not None:
+        on_object(result)

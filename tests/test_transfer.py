@@ -343,3 +343,26 @@ def test_pool_raises_the_first_error_and_stops(tmp_path: Path) -> None:
     assert started == [0, 1]
     with pytest.raises(envstore.ConfigError):
         _pool(0, work, [1])
+
+
+def test_rewrap_reports_each_object_and_skips_plain_ones(tmp_path: Path, key_uri: str) -> None:
+    new_uri = f"local://{keygen(tmp_path / 'new.key')}"
+    root = tmp_path / "tree"
+    url = f"envstore::file://{root}"
+    envstore.upload(_file(tmp_path, b"a" * 100), f"{url}/a", key_uri=key_uri)
+    (root / "b.csv").write_text("plain\n")
+    envstore.upload(_file(tmp_path, b"c" * 100), f"{url}/c", key_uri=key_uri)
+    seen: list[dict] = []
+    with pytest.raises(NotEncryptedError, match=r"b\.csv"):
+        envstore.rewrap(url, new_uri, recursive=True, on_object=seen.append, key_uri=key_uri)
+    assert seen == [{"path": f"{root}/a", "changed": True}]  # what changed before the failure
+    seen.clear()
+    results = envstore.rewrap(
+        url, new_uri, recursive=True, skip_plain=True, on_object=seen.append, key_uri=key_uri
+    )
+    assert results == seen == [
+        {"path": f"{root}/a", "changed": False},
+        {"path": f"{root}/b.csv", "changed": False, "skipped": "plain"},
+        {"path": f"{root}/c", "changed": True},
+    ]
+    assert (root / "b.csv").read_text() == "plain\n"

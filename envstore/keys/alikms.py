@@ -106,7 +106,7 @@ def _classify(exc: Exception) -> KmsFailure:
         message = getattr(exc, "message", "") or ""
         if isinstance(data, Mapping) and data.get("Message"):
             message = data["Message"]
-        status_int = int(status) if str(status).isdigit() else None
+        status_int = int(str(status)) if str(status).isdigit() else None
         return KmsFailure(
             code,
             clean_message(message),

@@ -112,9 +112,10 @@ def _classify(exc: Exception) -> KmsFailure:
         if isinstance(data, Mapping):
             status = data.get("httpCode")
             request_id = data.get("requestId")
-        status_int = int(status) if str(status).isdigit() else None
+        status_int = int(str(status)) if str(status).isdigit() else None
         if not code:  # e.g. the SDK's own validation errors
-            return KmsFailure("ClientError", clean_message(exc.message), None, status_int, False)
+            message = str(getattr(exc, "message", "") or "")
+            return KmsFailure("ClientError", clean_message(message), None, status_int, False)
         return KmsFailure(
             code,
             clean_message(getattr(exc, "message", "") or ""),

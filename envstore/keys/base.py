@@ -18,6 +18,7 @@ import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from envstore.errors import FormatError
 
@@ -110,7 +111,7 @@ class KeyProvider(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.uri}>"
 
-    def __reduce__(self):  # providers hold clients/keys: never pickle them
+    def __reduce__(self) -> NoReturn:  # providers hold clients/keys: never pickle them
         raise TypeError(f"{type(self).__name__} must not be pickled; pickle the key URI")
 
     @abstractmethod

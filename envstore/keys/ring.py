@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys import get_provider
@@ -87,7 +88,7 @@ class KeyRing:
     def __repr__(self) -> str:
         return f"<KeyRing keys={self.key_uris} decrypt={self.decrypt_key_uris}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("KeyRing must not be pickled")
 
     def provider(self, uri: str) -> KeyProvider:

@@ -89,6 +89,11 @@ class Store:
         """Plaintext size from a listing entry alone, or None if a read is needed."""
         return None
 
+    def listing_encrypted(self, entry: Mapping[str, Any]) -> bool | None:
+        """For an entry ``listing_plain_size`` sized: True if metadata seen for that very
+        object (a recent HEAD) holds an envelope, None if only its size suggested one."""
+        return None
+
     def set_metadata(self, path: str, fields: Mapping[str, str]) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no user metadata")
 

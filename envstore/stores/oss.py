@@ -301,7 +301,7 @@ class OSSFileSystem(AbstractFileSystem):
             try:
                 entry = self.info(path)
             except FileNotFoundError:
-                entry = None
+                entry = None  # type: ignore[assignment]
             if entry is not None and entry["type"] == "file":
                 out[path] = entry
         names = sorted(out)
@@ -550,6 +550,16 @@ class OssStore(Store):
             return plain_size(int(size))
         except (IntegrityError, FormatError):
             return None
+
+    def listing_encrypted(self, entry: Mapping[str, Any]) -> bool | None:
+        """As on S3: True only when a cached HEAD of this object shows an envelope."""
+        with self._lock:
+            hit = self._heads.get(str(entry.get("name", "")))
+        if hit is not None and hit.head is not None and hit.head.size == entry.get("size"):
+            same = hit.entry.get("ETag") == entry.get("ETag", hit.entry.get("ETag"))
+            if same and has_envelope(hit.head.fields):
+                return True
+        return None
 
     @staticmethod
     def _meta_headers(fields: Mapping[str, str] | None) -> dict[str, str]:

@@ -340,6 +340,21 @@ class S3Store(Store):
         except (IntegrityError, FormatError):
             return None
 
+    def listing_encrypted(self, entry: Mapping[str, Any]) -> bool | None:
+        """True when a cached HEAD of this very object (same size and ETag) shows an
+        envelope; None otherwise (S3 listings carry no metadata)."""
+        with self._lock:
+            hit = self._heads.get(str(entry.get("name", "")))
+        if (
+            hit is not None
+            and hit.head is not None
+            and hit.head.size == entry.get("size")
+            and hit.entry.get("ETag") == entry.get("ETag", hit.entry.get("ETag"))
+            and has_envelope(hit.head.fields)
+        ):
+            return True
+        return None
+
     def set_metadata(self, path: str, fields: Mapping[str, str]) -> None:
         """Replace the envelope fields in place (a copy onto itself with ``REPLACE``; multipart
         above ``copy_threshold``); other user metadata and the content headers are kept."""
