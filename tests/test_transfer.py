@@ -360,9 +360,13 @@ def test_rewrap_reports_each_object_and_skips_plain_ones(tmp_path: Path, key_uri
     results = envstore.rewrap(
         url, new_uri, recursive=True, skip_plain=True, on_object=seen.append, key_uri=key_uri
     )
-    assert results == seen == [
-        {"path": f"{root}/a", "changed": False},
-        {"path": f"{root}/b.csv", "changed": False, "skipped": "plain"},
-        {"path": f"{root}/c", "changed": True},
-    ]
+    assert (
+        results
+        == seen
+        == [
+            {"path": f"{root}/a", "changed": False},
+            {"path": f"{root}/b.csv", "changed": False, "skipped": "plain"},
+            {"path": f"{root}/c", "changed": True},
+        ]
+    )
     assert (root / "b.csv").read_text() == "plain\n"

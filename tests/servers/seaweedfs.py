@@ -81,6 +81,13 @@ def free_port_pair() -> int:
     raise WeedError("no free port pair on 127.0.0.1 in 20000-40000")
 
 
+def _clean_env() -> dict[str, str]:
+    """Our environment without AWS_* / S3_* variables: given AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY, ``weed mini`` creates that identity and then refuses every other
+    key (InvalidAccessKeyId); without them it accepts any credentials."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+
+
 @dataclass
 class WeedProcess:
     """One ``weed`` process with its log file."""
@@ -95,6 +102,7 @@ class WeedProcess:
         try:
             self.proc = subprocess.Popen(
                 self.args,
+                env=_clean_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

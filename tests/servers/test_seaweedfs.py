@@ -48,3 +48,26 @@ def test_death_mid_test_reports_the_log_tail(tmp_path: Path) -> None:
             mini.check()
     finally:
         mini.stop()
+
+
+def test_any_credentials_even_with_aws_variables_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """weed mini given AWS_ACCESS_KEY_ID/SECRET would accept only that key (the moto fixture
+    sets dummy ones for the session): the helper starts it without them."""
+    boto3 = pytest.importorskip("boto3")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "session-dummy")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "session-dummy")
+    mini = start_mini(_binary(), tmp_path)
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=mini.s3_url,
+            aws_access_key_id="another",
+            aws_secret_access_key="another",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="any-creds")
+        client.put_object(Bucket="any-creds", Key="k", Body=b"v")
+    finally:
+        mini.stop()
