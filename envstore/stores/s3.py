@@ -771,7 +771,8 @@ class _S3Sink:
     def _call(self, op: str, nbytes: int, after: str, **kw: Any) -> Any:
         """``fs.call_s3(op, **kw)`` within the write deadline (``after``: the state if not)."""
         limit = write_limit(self.store.write_deadline, nbytes)
-        what = f"{op} of {self.bucket}/{self.key}"
+        api = "".join(word.title() for word in op.split("_"))  # put_object -> PutObject
+        what = f"{api} of {self.bucket}/{self.key}"
         return _run(self.fs, bounded(self.fs._call_s3(op, **kw), limit, what, after))
 
     def _settle(self) -> bytearray | None:
