@@ -204,6 +204,7 @@ def mini_args(binary: str, data: Path, ports: dict[str, int]) -> list[str]:
     for comp in ("master", "volume", "filer", "s3", "admin"):
         args += [f"-{comp}.port={ports[comp]}", f"-{comp}.port.grpc={ports[comp] + GRPC_OFFSET}"]
     args += [f"-volume.port.public={ports['volume']}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    args += ["-volume.preStopSeconds=0"]  # stop at once (default: 10 s grace)
     args += [f"-filer.localSocket={data}/filer.sock", f"-s3.localSocket={data}/s3.sock"]
     return args
 
@@ -304,6 +305,7 @@ class Cluster:
                 "-max=30",
                 "-dataCenter=dc1",
                 "-rack=rack1",
+                "-preStopSeconds=0",  # stop at once (default: 10 s grace)
             ],
         )
 
