@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -127,6 +128,11 @@ def _write_outcome(
     return "landed", time.monotonic() - t0, ""
 
 
+#: what a write that the store cannot take may raise: the deadline's TimeoutError, or the
+#: store's own error (OSError subclasses) when it answers in time
+CLEAR_ERRORS = ("TimeoutError:", "OSError:", "ConnectionError:", "ConnectionResetError:")
+
+
 def _bound(nbytes: int) -> float:
     """Most a write of ``nbytes`` may take: every request within the deadline, plus slack for
     the abort (itself bounded) and the cancellation wait."""
@@ -142,15 +148,48 @@ def _whole_or_absent(efs: EnvstoreFileSystem, path: str, data: bytes) -> str:
     return "whole"
 
 
-def _kill_mid_read(c: Cluster, efs: EnvstoreFileSystem, path: str, want: bytes) -> None:
-    """Read ``path`` in 1 MiB steps; SIGKILL volume server 0 after the first step."""
-    got = bytearray()
-    with efs.open(path, "rb") as f:
-        got += f.read(MiB)
+def _kill_mid_read(
+    c: Cluster, efs: EnvstoreFileSystem, path: str, want: bytes, tally: Tally
+) -> None:
+    """Ranged reads of ``path`` in a loop (each one a GET to the store); SIGKILL volume
+    server 0 while they run; every range read before, across and after the kill is exact."""
+    rng = random.Random(15)
+    done = threading.Event()
+    count = [0, 0]  # reads finished before / after the kill
+    killed = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                start = rng.randrange(len(want) - 1)
+                end = min(len(want), start + rng.randrange(1, 2 * MiB))
+                got = efs.cat_file(path, start=start, end=end)
+                assert got == want[start:end], f"range {start}-{end}: wrong or short bytes"
+                count[killed.is_set()] += 1
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        _wait_for(lambda: count[0] >= 3 or bool(errors), "reads before the kill")
         c.kill_volume(0)
-        while chunk := f.read(MiB):
-            got += chunk
-    assert bytes(got) == want, "read across a volume-server kill returned wrong bytes"
+        killed.set()
+        _wait_for(lambda: count[1] >= 10 or bool(errors), "reads after the kill")
+    finally:
+        done.set()
+        t.join(120)
+    assert not errors, f"a read across the volume-server kill failed: {errors[0]!r}"
+    tally.add("range reads ok (before kill)", count[0])
+    tally.add("range reads ok (across/after kill)", count[1])
+
+
+def _wait_for(cond: Any, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def _kill_mid_write(
@@ -189,24 +228,12 @@ def test_volume_server_killed_mid_read_and_mid_write(
 
     # 1. volume server 0 killed in the middle of a read: the read completes from the replica
     big = f"{BUCKET}/pre/l1"
-    _kill_mid_read(cluster, efs, big, objects[big])
+    _kill_mid_read(cluster, efs, big, objects[big], tally)
     tally.add("kills")
-    tally.add("reads ok (across kill)")
     _read_all(efs, objects, tally, "volume 0 down")
 
     # 2. writes while one volume server is down: bounded, whole or nothing
-    outage = {f"{BUCKET}/outage/s{i}": _data(200 + i, n) for i, n in enumerate(SMALL[1:3])}
-    outage[f"{BUCKET}/outage/l0"] = _data(210, LARGE[0])
-    with concurrent.futures.ThreadPoolExecutor(len(outage)) as pool:
-        futures = {
-            p: pool.submit(_write_outcome, efs, p, d, tally, "volume 0 down")
-            for p, d in outage.items()
-        }
-        results = {p: f.result() for p, f in futures.items()}
-    for path, (outcome, took, err) in results.items():
-        assert took <= _bound(len(outage[path])), f"{path}: {outcome} after {took:.0f} s"
-        if outcome == "failed":
-            assert "TimeoutError" in err or "Error" in err, err
+    outage, results = _outage_writes(efs, tally)
     cluster.check_others_alive(dead={0})
     _read_all(efs, objects, tally, "volume 0 down")
 
@@ -225,12 +252,9 @@ def test_volume_server_killed_mid_read_and_mid_write(
     cluster.restart_volume(1)
     cluster.check()
     _read_all(efs, objects, tally, "after restart 1")
-    states = {p: _whole_or_absent(efs, p, d) for p, d in outage.items()}
-    states[mid] = _whole_or_absent(efs, mid, mid_data)
-    for path, (said, _, _) in [*results.items(), (mid, (outcome, took, err))]:
-        if said == "landed":
-            assert states[path] == "whole", f"{path}: write reported success, object {states[path]}"
-        tally.add(f"after restart: failed-or-landed write {states[path]}")
+    _check_failed_writes(
+        efs, {**outage, mid: mid_data}, {**results, mid: (outcome, took, err)}, tally
+    )
     after = {f"{BUCKET}/after/s0": _data(230, 1000), f"{BUCKET}/after/l0": _data(231, LARGE[0])}
     for path, data in after.items():
         _write_eventually(efs, path, data, tally)
@@ -239,6 +263,41 @@ def test_volume_server_killed_mid_read_and_mid_write(
     print(f"\nseaweedfs cluster tally: {dict(sorted(tally.counts.items()))}")
     print(f"outage writes: {results}")
     print(f"mid-write: {outcome} after {took:.1f} s: {err}")
+
+
+def _outage_writes(
+    efs: EnvstoreFileSystem, tally: Tally
+) -> tuple[dict[str, bytes], dict[str, tuple[str, float, str]]]:
+    """Write small and multipart objects at once while a volume server is down; each write
+    ends within its bound, and a failure is a clear OSError (TimeoutError from the deadline)."""
+    outage = {f"{BUCKET}/outage/s{i}": _data(200 + i, n) for i, n in enumerate(SMALL[1:3])}
+    outage[f"{BUCKET}/outage/l0"] = _data(210, LARGE[0])
+    with concurrent.futures.ThreadPoolExecutor(len(outage)) as pool:
+        futures = {
+            p: pool.submit(_write_outcome, efs, p, d, tally, "volume 0 down")
+            for p, d in outage.items()
+        }
+        results = {p: f.result() for p, f in futures.items()}
+    for path, (outcome, took, err) in results.items():
+        assert took <= _bound(len(outage[path])), f"{path}: {outcome} after {took:.0f} s"
+        if outcome == "failed":
+            assert err.startswith(CLEAR_ERRORS) and path.split("/", 1)[1] in err, err
+    return outage, results
+
+
+def _check_failed_writes(
+    efs: EnvstoreFileSystem,
+    data: dict[str, bytes],
+    results: dict[str, tuple[str, float, str]],
+    tally: Tally,
+) -> None:
+    """After the restart: a write that reported success is whole; one that failed is absent
+    or whole (outcome unknown), never partial or wrong."""
+    for path, (said, _, _) in results.items():
+        state = _whole_or_absent(efs, path, data[path])
+        if said == "landed":
+            assert state == "whole", f"{path}: write reported success, object {state}"
+        tally.add(f"after restart: {said} write is {state}")
 
 
 def _write_eventually(
