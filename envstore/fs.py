@@ -116,8 +116,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
     ``key_uri`` (str or list: every object's data key is wrapped for each),
     ``decrypt_key_uris`` (more keys accepted when reading), ``context`` (encryption context),
     ``placement`` (``auto``/``metadata``/``header``), ``kms_options`` (per key-URI scheme),
-    ``key_cache`` (data-key cache limits, off by default); ``target_protocol`` +
-    ``target_options`` or ``fs`` name the inner filesystem.
+    ``key_cache`` (data-key cache limits, off by default), ``write_deadline`` (S3: seconds
+    per write request, retries included, + 1 s/MiB; then TimeoutError; None: no limit);
+    ``target_protocol`` + ``target_options`` or ``fs`` name the inner filesystem.
     """
 
     protocol = "envstore"
