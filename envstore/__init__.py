@@ -27,6 +27,7 @@ __all__ = [
     "download",
     "inspect",
     "keygen",
+    "migrate",
     "rewrap",
     "upload",
     "verify",
@@ -37,6 +38,7 @@ import fsspec as _fsspec
 if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load lazily
     from envstore.fs import EnvstoreFileSystem
     from envstore.keys.local import keygen
+    from envstore.migration import migrate
     from envstore.transfer import download, inspect, rewrap, upload, verify
 
 _fsspec.register_implementation("envstore", "envstore.fs.EnvstoreFileSystem", clobber=True)
@@ -50,6 +52,7 @@ _LAZY = {
     "verify": "envstore.transfer",
     "rewrap": "envstore.transfer",
     "keygen": "envstore.keys.local",
+    "migrate": "envstore.migration",
 }
 
 

@@ -47,6 +47,13 @@ def _derive(data_key: bytes | bytearray, salt: bytes, context: bytes) -> tuple[A
     return aead, base, commitment
 
 
+def commits_to(data_key: bytes | bytearray, salt: bytes, context: bytes, commitment: bytes) -> bool:
+    """Whether ``data_key`` is the key a body with this salt, context and commitment was
+    sealed under (C2SP key commitment). The key ring checks every unwrapped candidate."""
+    _aead, _base, derived = _derive(data_key, salt, context)
+    return hmac.compare_digest(derived, commitment)
+
+
 class Encryptor:
     """Streaming C2SP encryptor. Write :attr:`prefix` first, then what the methods return."""
 

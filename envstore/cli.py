@@ -1,4 +1,4 @@
-"""The ``envstore`` command line: keygen, cp, cat, ls, inspect, rewrap, verify, demo.
+"""The ``envstore`` command line: keygen, cp, cat, ls, inspect, rewrap, verify, demo, migrate.
 
 Exit codes: 0 success; 1 an operation failed (integrity, key access, configuration, not
 found, permission, any other I/O or store error), with one ``envstore: error: ...`` line on
@@ -193,7 +193,8 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--context",
             multiple=True,
             metavar="K=V",
-            help="Encryption context entry for new objects (repeatable).",
+            help="Encryption context entry for new objects; when reading, an entry the "
+            "object's context must hold (repeatable).",
         ),
         click.option(
             "-o",
@@ -519,6 +520,84 @@ def demo(keep: str | None, rows: int) -> None:
         run(keep, rows, echo=click.echo)
     except DemoError as exc:
         raise Failure(str(exc)) from exc
+
+
+@main.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("-r", "--recursive", is_flag=True, help="Every object under the SRC prefix.")
+@click.option(
+    "--legacy-key-uri",
+    "legacy",
+    multiple=True,
+    required=True,
+    metavar="URI",
+    help="Key that opens the legacy objects (rsa:///key.pem, awskms://, alikms://, "
+    "local:///raw-aes.key); repeatable.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would happen; change nothing.")
+@click.option("--replace", is_flag=True, help="Overwrite other objects at a separate DST.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Objects migrated in parallel.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+@store_options
+def migrate(
+    src: str,
+    dst: str,
+    recursive: bool,
+    legacy: tuple[str, ...],
+    dry_run: bool,
+    replace: bool,
+    jobs: int,
+    progress: bool | None,
+    **kw: Any,
+) -> None:
+    """Move oss2 CryptoBucket / S3 Encryption Client objects to envstore.
+
+    SRC is a plain oss:// or s3:// URL, DST an envstore:: URL: the same objects (each is
+    replaced in one step once its new version was read back and verified) or another
+    prefix. Store options (-o oss.endpoint=..., -o s3.endpoint_url=...) serve both; --key-uri
+    wraps the new objects. Objects already in envstore format are skipped, so an interrupted
+    run can be started again. Prints one line per object as it is done; exits 1 if any
+    failed.
+    """
+    from envstore.migration import migrate as run
+
+    def report(r: Mapping[str, Any]) -> None:
+        fmt = f" [{r['format']}]" if r["format"] else ""
+        where = f" -> {r['dst']}" if r["dst"] != r["path"] else ""
+        error = f": {r['error']}" if r["error"] else ""
+        echo_result(f"{r['result']}  {r['path']}{where}{fmt}{error}")
+
+    show = sys.stderr.isatty() if progress is None else progress
+    callback = _progress(show and not dry_run, "migrate")
+    try:
+        results = run(
+            src,
+            dst,
+            recursive,
+            legacy_key_uris=list(legacy),
+            replace=replace,
+            jobs=jobs,
+            callback=callback,
+            dry_run=dry_run,
+            on_object=report,
+            **_options(kw),
+        )
+    finally:
+        callback.close()
+    bad = [r["path"] for r in results if r["result"] == "failed"]
+    if bad:
+        named = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise Failure(f"{len(bad)} of {len(results)} object(s) failed to migrate: {named}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from fsspec.spec import AbstractBufferedFile
 
 from envstore.cipher import Decryptor, Encryptor
-from envstore.errors import IntegrityError
+from envstore.errors import EnvstoreError, IntegrityError
 from envstore.format import (
     CHUNK,
     PREFIX,
@@ -29,6 +33,57 @@ if TYPE_CHECKING:
 
 #: keep the last decrypted run for follow-up reads up to this size
 _RUN_CACHE = (4 << 20) + 2 * CHUNK
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@contextmanager
+def naming(path: str) -> Iterator[None]:
+    """Make every envstore error raised inside name the object ``path``.
+
+    The one place where read errors get their object (a 1,000-part dataset read by pandas or
+    dask must say which part is bad): the exception keeps its type, attributes and traceback;
+    its message gains a ``path: `` prefix unless it names the path already, and ``exc.path``
+    is set. Backend ``OSError``s are left as they are.
+    """
+    try:
+        yield
+    except EnvstoreError as exc:
+        if getattr(exc, "path", None) is None:
+            exc.path = path  # type: ignore[attr-defined]
+            text = str(exc)
+            if path not in text:
+                exc.args = (f"{path}: {text}", *exc.args[1:])
+        raise
+
+
+def _named(method: _F) -> _F:
+    """Run an :class:`ObjectReader` method under :func:`naming` of its object's path."""
+
+    @functools.wraps(method)
+    def wrapper(self: ObjectReader, *args: Any, **kwargs: Any) -> Any:
+        with naming(self.loc.path):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def require_context(located: Located, required: Mapping[str, str]) -> None:
+    """A read ``context`` is a check (as AWS ESDK's required encryption context): the object's
+    stored context must hold every given pair. IntegrityError naming the object and the first
+    differing context *key*; values are never shown (they may identify a tenant or a person,
+    and error messages travel to logs and dashboards)."""
+    stored = located.envelope.context
+    for k in sorted(required):
+        if k not in stored:
+            raise IntegrityError(
+                f"{located.path}: encryption context key {k!r} is required by the reader "
+                "but missing from the object's context"
+            )
+        if stored[k] != required[k]:
+            raise IntegrityError(
+                f"{located.path}: encryption context key {k!r} has a different value in the "
+                "object than the reader requires"
+            )
 
 
 @dataclass(frozen=True)
@@ -65,10 +120,11 @@ class ObjectReader:
         raise TypeError("ObjectReader holds key material and must not be pickled")
 
     @property
+    @_named
     def decryptor(self) -> Decryptor:
         if self._dec is None:
             env = self.loc.envelope
-            key = self.ring.open_data_key(env.recipients, env.context)
+            key = self.ring.open_envelope(env)  # a key matching the commitment, or an error
             try:
                 self._dec = Decryptor(key, context_bytes(env.context), env.salt + env.commitment)
             finally:
@@ -84,8 +140,15 @@ class ObjectReader:
             ws = 0  # the body's own salt/commitment come with chunk 0: checked against metadata
         return first, last, self.loc.body_offset + ws, self.loc.body_offset + we
 
+    def fetch(self, start: int, end: int) -> bytes | memoryview:
+        """Stored bytes ``[start, end)`` of this object, exactly (else IntegrityError)."""
+        return self.store.read_exact(self.loc.path, start, end)
+
+    @_named
     def open_run(self, first: int, stored: bytes | memoryview, stored_start: int) -> memoryview:
-        """Authenticate and decrypt the run of chunks from ``first`` fetched at ``stored_start``.
+        """Authenticate and decrypt the run of chunks from ``first`` fetched at ``stored_start``
+        (by :meth:`fetch`, or a batch answer checked by ``stores.base.exact``: the length is
+        already exact)
 
         The result may live in a buffer reused by the next call: copy what you keep.
         """
@@ -107,6 +170,7 @@ class ObjectReader:
             self._run = (first, plain)
         return plain
 
+    @_named
     def read(self, start: int, end: int) -> bytes:
         """Plaintext ``[start, end)`` (clipped to the object). Reaching the end authenticates
         the final chunk, so a short read is never taken on trust."""
@@ -121,16 +185,20 @@ class ObjectReader:
             if lo <= start and end <= lo + len(plain) and (end < self.plain_len or self._end_ok):
                 return bytes(memoryview(plain)[start - lo : end - lo])
         first, _last, s, e = self.plan(start, end)
-        plain = self.open_run(first, self.store.read(self.loc.path, s, e), s)
+        plain = self.open_run(first, self.fetch(s, e), s)
         lo = first * CHUNK
         return bytes(memoryview(plain)[start - lo : end - lo])
 
+    @_named
     def authenticate_end(self) -> None:
-        """Fetch and authenticate the final chunk (size and end-relative positions rely on it)."""
+        """Fetch and authenticate the final chunk (size and end-relative positions rely on it).
+
+        This is what makes an empty object safe: its body is only the final chunk, so the
+        key is unwrapped, the commitment checked and the empty chunk verified here."""
         if not self._end_ok:
             start = self.final * CHUNK
             first, _last, s, e = self.plan(start, self.plain_len)
-            self.open_run(first, self.store.read(self.loc.path, s, e), s)
+            self.open_run(first, self.fetch(s, e), s)
             if not self._end_ok:  # pragma: no cover - open_run sets it for the final chunk
                 raise IntegrityError("final chunk not authenticated")
 
@@ -149,6 +217,8 @@ class EnvstoreReadFile(AbstractBufferedFile):
         **kwargs: Any,
     ) -> None:
         self.reader = reader
+        self._thread_lock = threading.Lock()
+        self._sought: dict[int, int] = {}  # thread id -> position of its last seek
         super().__init__(
             fs,
             path,
@@ -164,10 +234,36 @@ class EnvstoreReadFile(AbstractBufferedFile):
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.reader.read(start, end)
 
+    # -- one handle, several threads ------------------------------------------------------
+    # duckdb's Python filesystem reads one handle from several threads as seek(pos) + read(n)
+    # pairs (its positional read); Python code can switch threads between the two calls. A
+    # thread's seek is remembered for that thread's next read, so each pair reads where it
+    # sought; reads are serialized (the reader's buffers are per handle). One thread alone
+    # sees ordinary file semantics.
     def seek(self, loc: int, whence: int = 0) -> int:
         if whence == 2:
             self.reader.authenticate_end()
-        return super().seek(loc, whence)
+        with self._thread_lock:
+            pos = super().seek(loc, whence)
+            self._sought[threading.get_ident()] = pos
+        return pos
+
+    def read(self, length: int = -1) -> bytes:
+        """As fsspec's, but end of data is reported only after the final chunk authenticated.
+
+        fsspec's buffered reader returns ``b""`` without fetching anything when the position
+        is at the (claimed) size, e.g. always for a 0-byte object: an object cut to an empty
+        body or forged with no usable recipient would read as empty. ``readline``,
+        ``readlines``, iteration, ``readinto`` and text mode all read through here.
+        """
+        with self._thread_lock:
+            pos = self._sought.pop(threading.get_ident(), None)
+            if pos is not None:
+                self.loc = pos
+            out = super().read(length)
+            if self.loc >= self.size:
+                self.reader.authenticate_end()
+            return out
 
 
 class EnvstoreWriteFile(io.RawIOBase):

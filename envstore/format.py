@@ -169,6 +169,10 @@ class Envelope:
     def from_fields(cls, fields: Mapping[str, str]) -> Envelope:
         """Parse envelope fields strictly: bounded, canonical, known version and suite."""
         ours = {k.lower(): v for k, v in fields.items() if k.lower().startswith(FIELD_PREFIX)}
+        if len(ours) != sum(1 for k in fields if k.lower().startswith(FIELD_PREFIX)):
+            # names match case-insensitively: two spellings of one name are two values for
+            # one field, and which one wins must not depend on the store's dict order
+            raise FormatError("duplicate envelope field names (names match case-insensitively)")
         if not ours:
             raise NotEncryptedError("object has no envstore envelope (not written by envstore)")
         if len(ours) > 6 + MAX_RECIPIENTS:

@@ -29,6 +29,8 @@ from envstore.file import (
     EnvstoreWriteFile,
     Located,
     ObjectReader,
+    naming,
+    require_context,
 )
 from envstore.format import (
     CHUNK,
@@ -48,22 +50,24 @@ from envstore.format import (
 from envstore.keys.base import WrappedKey, canonical_context
 from envstore.keys.local import default_key_path, default_key_uri
 from envstore.keys.ring import KeyRing, parse_key_cache
+from envstore.options import split_options
 from envstore.stores import Head, Store, inner_filesystem, store_for
-from envstore.stores.base import entry_token
+from envstore.stores.base import entry_token, exact
 from envstore.stores.local import TEMP_PREFIX
 from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE
 
 __all__ = ["EnvstoreFileSystem"]
 
-#: options of AbstractFileSystem itself, accepted and passed on
-_BASE_OPTIONS = frozenset(
-    {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths"}
-)
 _PLACEMENTS = ("auto", "metadata", "header")
 _FIRST_READ = 4096  # first read of a header-placement object: header + body prefix
 _LOCATE_CACHE = 1024
 #: canonical context JSON bytes: its base64url field must fit format.MAX_FIELD characters
 MAX_CONTEXT_BYTES = 3072
+
+
+def _protocol_names(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def _key_uri_list(value: object, name: str) -> list[str]:
@@ -140,22 +144,20 @@ class EnvstoreFileSystem(ChainedFileSystem):
         write_deadline: float | None = DEFAULT_WRITE_DEADLINE,
         **kwargs: Any,
     ) -> None:
-        unknown = sorted(set(kwargs) - _BASE_OPTIONS)
-        if unknown:
-            inner = target_protocol or (fs.protocol if fs is not None else "s3")
-            inner = inner[0] if isinstance(inner, (tuple, list)) else inner
-            raise ConfigError(
-                f"unknown envstore option(s) {unknown}. envstore takes key_uri, "
-                "decrypt_key_uris, context, placement, kms_options, key_cache, write_deadline; "
-                "options of the "
-                f"inner filesystem go under its protocol name, e.g. storage_options="
-                f'{{"key_uri": ..., "{inner}": {{{", ".join(f"{k!r}: ..." for k in unknown)}}}}}'
-            )
-        super().__init__(**kwargs)
+        # -- options: envstore's, the base class's, consumers', the inner layer's (options.py)
+        base_options, target_options = split_options(kwargs, target_protocol, target_options, fs)
+        super().__init__(**base_options)
         if fs is None:
-            fs = inner_filesystem(target_protocol or "file", target_options or {})
+            fs = inner_filesystem(target_protocol or "file", target_options)
         elif target_protocol is not None:
             raise ConfigError("give either fs= or target_protocol=, not both")
+        # duckdb routes a path to a registered filesystem by its protocols ("<p>://" prefix):
+        # "envstore::s3" makes the chained URLs that unstrip_protocol returns its own too
+        self.protocol = (  # type: ignore[assignment]
+            "envstore",
+            *(f"envstore::{p}" for p in _protocol_names(fs)),
+        )
+        # -- end of option handling
         if placement not in _PLACEMENTS:
             raise ConfigError(f"placement must be one of {_PLACEMENTS}, not {placement!r}")
         if kms_options is not None and not isinstance(kms_options, Mapping):
@@ -246,14 +248,14 @@ class EnvstoreFileSystem(ChainedFileSystem):
             placement, offset = "metadata", 0
         else:
             first = bytes(
-                self.store.read(path, 0, min(head.size, _FIRST_READ)) if head.size else b""
+                self.store.read_exact(path, 0, min(head.size, _FIRST_READ)) if head.size else b""
             )
             total = header_length(first[:HEADER_FIXED])
             if total is None:
                 raise NotEncryptedError(f"{path} is not envstore-encrypted (no envelope)")
             need = min(total + PREFIX, head.size)
             if len(first) < need:
-                first += bytes(self.store.read(path, len(first), need))
+                first += bytes(self.store.read_exact(path, len(first), need))
             if len(first) < total:
                 raise FormatError(f"{path}: envstore header is truncated")
             env = decode_header(bytes(first[:total]))
@@ -264,8 +266,17 @@ class EnvstoreFileSystem(ChainedFileSystem):
         env.check_size(plain)
         return Located(path, env, placement, offset, head.size, plain, head.token)
 
+    def _readable(self, path: str) -> Located:
+        """Locate an object for reading its content: errors name the object, and a ``context``
+        given to this filesystem must be contained in the object's (FORMAT.md, Reading)."""
+        path = self._strip_protocol(path)
+        with naming(path):
+            located = self._locate(path)
+            require_context(located, self.context)
+        return located
+
     def _reader(self, path: str) -> ObjectReader:
-        return ObjectReader(self.store, self.ring, self._locate(self._strip_protocol(path)))
+        return ObjectReader(self.store, self.ring, self._readable(path))
 
     def _forget(self, path: str) -> None:
         self.store.forget(path)
@@ -506,17 +517,17 @@ class EnvstoreFileSystem(ChainedFileSystem):
                 blobs = self.store.read_many(
                     [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs]
                 )
-            except Exception:
-                if on_error != "return":
-                    raise
+            except Exception:  # read each run alone: each gets its own outcome (error)
                 blobs = [None] * len(runs)  # type: ignore[list-item]
-            for (p, ws, _we, first, idx), blob in zip(runs, blobs, strict=True):
+            for (p, ws, we, first, idx), blob in zip(runs, blobs, strict=True):
                 reader = readers[p]
                 assert isinstance(reader, ObjectReader)
                 try:
                     if blob is None:
-                        raise OSError(f"reading {p} failed")
-                    plain = reader.open_run(first, blob, ws)
+                        stored = reader.fetch(ws, we)
+                    else:
+                        stored = exact(blob, p, ws, we)
+                    plain = reader.open_run(first, stored, ws)
                 except Exception as exc:
                     if on_error != "return":
                         raise
@@ -693,10 +704,16 @@ class EnvstoreFileSystem(ChainedFileSystem):
     # -- envelope access for tools (inspect, rewrap) -----------------------------------------
     def envelope(self, path: str) -> Located:
         """The parsed envelope and layout of one object (no key needed, nothing secret)."""
-        return self._locate(self._strip_protocol(path))
+        path = self._strip_protocol(path)
+        with naming(path):
+            return self._locate(path)
 
     def set_recipients(self, path: str, recipients: Sequence[WrappedKey]) -> None:
-        """Replace an object's recipients without touching its body (rewrap)."""
+        """Replace an object's recipients without touching its body (rewrap).
+
+        The recipients must wrap the object's own data key: take it from
+        ``self.ring.open_envelope`` (checked against the commitment), never from an unchecked
+        unwrap, or a recipient planted from another object makes this destroy the object."""
         path = self._strip_protocol(path)
         loc = self._locate(path)
         env = loc.envelope.with_recipients(recipients)
@@ -717,7 +734,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
             sink.write(header)
             step = 256 * CHUNK
             for pos in range(loc.body_offset, loc.stored_size, step):
-                sink.write(self.store.read(path, pos, min(pos + step, loc.stored_size)))
+                sink.write(self.store.read_exact(path, pos, min(pos + step, loc.stored_size)))
             sink.commit()
         except BaseException:
             sink.discard()

@@ -23,6 +23,8 @@ from envstore.format import CHUNK
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
+from envstore.options import target_options_hint
+from envstore.stores import EXTRAS, missing_extra
 
 __all__ = ["download", "inspect", "open_url", "rewrap", "upload", "verify"]
 
@@ -38,7 +40,15 @@ def open_url(url: str, **options: Any) -> tuple[EnvstoreFileSystem, str]:
         raise ConfigError(
             f"{url!r} is not an envstore URL (envstore::file://..., envstore::s3://...)"
         )
-    fs, path = fsspec.core.url_to_fs(url, **options)
+    if "target_options" in options or "target_protocol" in options:
+        raise ConfigError(target_options_hint(url))
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except ImportError as exc:  # fsspec resolves the inner protocol first: name our extra
+        inner = url.split("::", 1)[1].split("://", 1)[0]
+        if inner in EXTRAS:
+            raise missing_extra(inner, exc) from None
+        raise
     if not isinstance(fs, EnvstoreFileSystem):
         raise ConfigError(f"{url!r} does not resolve to the envstore filesystem")
     return fs, path
@@ -309,13 +319,14 @@ def rewrap(
             _done(results, on_object, {"path": path, "changed": False, "skipped": "plain"})
             continue
         try:
-            loc = fs.envelope(path)
-            env = loc.envelope
+            env = fs._readable(path).envelope  # a read context given is checked
+            # only a key matching the object's commitment is ever wrapped (a planted recipient
+            # would otherwise destroy the object for every key)
             try:
-                key = fs.ring.open_data_key(env.recipients, env.context)
+                key = fs.ring.open_envelope(env)
             except KeyAccessError as first:
                 try:
-                    key = fallback.open_data_key(env.recipients, env.context)
+                    key = fallback.open_envelope(env)
                 except EnvstoreError:
                     raise first from None
             try:

@@ -459,8 +459,8 @@ def test_data_keys_never_leak(memfs, memroot: str, monkeypatch) -> None:
         seen.append(bytes(key))
         return key, rec
 
-    def open_(self, recipients, context):
-        key = orig_open(self, recipients, context)
+    def open_(self, recipients, context, **kw):
+        key = orig_open(self, recipients, context, **kw)
         seen.append(bytes(key))
         return key
 

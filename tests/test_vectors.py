@@ -22,7 +22,7 @@ from typing import Any
 import fsspec
 import pytest
 
-from envstore.cipher import Decryptor
+from envstore.cipher import Decryptor, commits_to
 from envstore.errors import (
     ConfigError,
     FormatError,
@@ -144,7 +144,7 @@ def _read_metadata_placement(fields: dict[str, str], body: bytes) -> bytes:
     envelope.check_size(n)
     envelope.check_prefix(body[:PREFIX])
     ring = KeyRing([VALID["key_uri"]])
-    key = ring.open_data_key(envelope.recipients, envelope.context)
+    key = ring.open_envelope(envelope)  # each candidate checked against the commitment
     dec = Decryptor(key, context_bytes(envelope.context), envelope.salt + envelope.commitment)
     return bytes(dec.decrypt_chunks(0, memoryview(body)[PREFIX:], final_chunk(n)))
 
@@ -227,9 +227,12 @@ def test_valid_vector_parts_agree(vec: dict[str, Any], monkeypatch) -> None:
     for r in env.recipients:
         if provider.matches(r):
             try:
-                opened.append(bytes(provider.unwrap(r, env.context)).hex())
+                key = provider.unwrap(r, env.context)
             except IntegrityError:  # an altered recipient (altered-recipients-skipped)
                 continue
+            # a planted recipient unwraps, to a key the commitment rejects (FORMAT.md)
+            if commits_to(key, env.salt, context_bytes(env.context), env.commitment):
+                opened.append(bytes(key).hex())
     assert opened == [vec["data_key_hex"]]
 
 

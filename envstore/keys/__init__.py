@@ -30,6 +30,8 @@ PROVIDERS: dict[str, tuple[str, str, str | None]] = {
         "alikms-instance",
     ),
     "awskms": ("envstore.keys.awskms", "AwsKmsProvider", "aws"),
+    # legacy keys (envstore migrate): unwrap only
+    "rsa": ("envstore.keys.rsa", "RsaKeyProvider", None),
 }
 
 _cache: dict[tuple[str, str], KeyProvider] = {}
@@ -65,7 +67,7 @@ def get_provider(
     except ImportError as exc:
         hint = f'pip install "envstore[{extra}]"' if extra else "reinstall envstore"
         raise ConfigError(f"{scheme}:// keys need extra packages: {hint} ({exc})") from None
-    if scheme in ("local", "env"):
+    if scheme in ("local", "env", "rsa"):
         return cls(uri, options)
     token = (uri, json.dumps(options, sort_keys=True, default=repr))
     with _cache_lock:

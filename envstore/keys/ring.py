@@ -17,13 +17,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys import get_provider
 from envstore.keys.base import KeyProvider, WrappedKey, canonical_context
+
+if TYPE_CHECKING:
+    from envstore.format import Envelope
 
 _CACHE_LIMITS = {"max_age": float, "max_objects": int, "max_bytes": int, "max_entries": int}
 _DEFAULT_CACHE = {
@@ -136,26 +139,70 @@ class KeyRing:
                     entry.nbytes += nbytes
 
     # -- reading ----------------------------------------------------------------------------
+    def open_envelope(self, envelope: Envelope) -> bytearray:
+        """The data key of the object ``envelope`` describes, checked against its commitment.
+
+        Every unwrapped candidate must match the C2SP commitment of the object (derived from
+        the key, the salt and the context): a recipient copied from another object under the
+        same key and context unwraps fine, but to another object's data key. Such a candidate
+        is wiped and the next one is tried. Readers and rewrap get data keys only from here,
+        so no caller ever decrypts with, or re-wraps, a key the object does not commit to.
+        """
+        from envstore.cipher import commits_to
+        from envstore.format import context_bytes
+
+        ctx = context_bytes(envelope.context)
+
+        def commits(key: bytearray) -> bool:
+            return commits_to(key, envelope.salt, ctx, envelope.commitment)
+
+        return self.open_data_key(envelope.recipients, envelope.context, accept=commits)
+
     def open_data_key(
-        self, recipients: Sequence[WrappedKey], context: Mapping[str, str]
+        self,
+        recipients: Sequence[WrappedKey],
+        context: Mapping[str, str],
+        accept: Callable[[bytearray], bool] | None = None,
     ) -> bytearray:
-        """Unwrap the data key with the first configured provider that can; KeyAccessError else."""
+        """Unwrap the data key with the first configured provider that can; KeyAccessError else.
+
+        With ``accept``, a candidate it rejects does not count (see :meth:`open_envelope`,
+        which every object read uses): the search goes on, and if no candidate is accepted
+        the error is IntegrityError.
+        """
         if not recipients:
             raise KeyAccessError("object has no recipients")
         ctx = canonical_context(context)
         token = (ctx, tuple(r.encode() for r in recipients))
         if self.cache is not None:
+            cached: bytearray | None = None
             with self._lock:
                 hit = self._reads.get(token)
                 if hit is not None and time.monotonic() - hit[1] < self.cache["max_age"]:
                     self._reads.move_to_end(token)
-                    return bytearray(hit[0])
+                    cached = bytearray(hit[0])
+            if cached is not None:
+                if accept is None or accept(cached):  # a cached key is a candidate too
+                    return cached
+                cached[:] = bytes(len(cached))
+        key = self._search(recipients, context, accept)
+        if self.cache is not None:
+            self._remember(token, key)
+        return key
+
+    def _search(
+        self,
+        recipients: Sequence[WrappedKey],
+        context: Mapping[str, str],
+        accept: Callable[[bytearray], bool] | None,
+    ) -> bytearray:
+        """Keys in configured order, for each the recipients in envelope order (FORMAT.md)."""
         errors: list[str] = []
         altered: list[str] = []
         tried = False
         for uri in self.key_uris + self.decrypt_key_uris:
             provider = self.provider(uri)
-            for wrapped in recipients:
+            for n, wrapped in enumerate(recipients, 1):
                 if not provider.matches(wrapped):
                     continue
                 tried = True
@@ -167,8 +214,14 @@ class KeyRing:
                 except IntegrityError as exc:  # another recipient may still be intact
                     altered.append(str(exc))
                     continue
-                if self.cache is not None:
-                    self._remember(token, key)
+                if accept is not None and not accept(key):
+                    key[:] = bytes(len(key))
+                    altered.append(
+                        f"recipient {n} ({wrapped.provider}:{wrapped.key_id}) unwraps to a key "
+                        "that does not match the object's key commitment (copied from another "
+                        "object?)"
+                    )
+                    continue
                 return key
         wrapped_for = ", ".join(f"{r.provider}:{r.key_id}" for r in recipients)
         if not tried:

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from fsspec import AbstractFileSystem
 
+from envstore.errors import IntegrityError
+
 
 @dataclass(frozen=True)
 class Head:
@@ -50,6 +52,21 @@ def entry_token(entry: Mapping[str, Any]) -> tuple[Any, ...]:
             "created",
         )
     )
+
+
+def exact(blob: Any, path: str, start: int, end: int) -> Any:
+    """``blob`` if it is the whole stored range ``[start, end)``, else IntegrityError.
+
+    The one length check of the read path (FORMAT.md, Reading): a store that answers a range
+    short (the object was truncated or replaced after it was located, a proxy cut the body)
+    or long must never pass, even when the cut falls on a chunk boundary.
+    """
+    if len(blob) != end - start:
+        raise IntegrityError(
+            f"{path}: the store answered {len(blob)} bytes for stored range [{start}, {end}) "
+            f"of {end - start} bytes (object truncated, extended or replaced while read)"
+        )
+    return blob
 
 
 class Store:
@@ -100,6 +117,24 @@ class Store:
     # -- content -----------------------------------------------------------------------------
     def read(self, path: str, start: int, end: int) -> bytes:
         return self.fs.cat_file(path, start=start, end=end)
+
+    def read_exact(self, path: str, start: int, end: int) -> bytes:
+        """Stored bytes ``[start, end)``, exactly: every range envstore reads lies inside the
+        object as it was located, so any other length is an IntegrityError (see
+        :func:`exact`), and so is a store refusing the range as past the end of the object
+        (:meth:`range_gone`). Readers call this, never :meth:`read`, for content."""
+        try:
+            blob = self.read(path, start, end)
+        except OSError as exc:
+            if not self.range_gone(exc):
+                raise
+            blob = b""
+        return exact(blob, path, start, end)
+
+    def range_gone(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the store refusing a range that starts past the object's end
+        (S3: 416 InvalidRange). Stores that answer such ranges with no bytes need nothing."""
+        return False
 
     def read_many(
         self, paths: Sequence[str], starts: Sequence[int], ends: Sequence[int]

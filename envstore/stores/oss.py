@@ -7,7 +7,7 @@ metadata read), so envstore talks to OSS with oss2 only:
 * :class:`OSSFileSystem` — a small fsspec filesystem on oss2 for the namespace (``ls``,
   ``info``, ``find``, ``rm``, ``mkdir``, ``exists``) and raw ranged reads.  It is what
   ``envstore::oss://bucket/key`` uses as its inner filesystem, whether or not ossfs is
-  installed (the ``oss`` protocol is registered to it only where ossfs is absent).
+  installed.  Plain ``oss://`` URLs are ossfs's (see :mod:`envstore.stores.oss_protocol`).
   Options use the names ossfs users know: ``endpoint``, ``key``, ``secret``, ``token``; when
   absent, ``OSS_ENDPOINT``, ``OSS_ACCESS_KEY_ID``, ``OSS_ACCESS_KEY_SECRET``,
   ``OSS_SESSION_TOKEN`` (or the ``ALIBABA_CLOUD_*`` equivalents) apply.
@@ -47,6 +47,7 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from envstore.errors import ConfigError, FormatError, IntegrityError
 from envstore.format import has_envelope, plain_size
 from envstore.stores.base import Head, Store
+from envstore.stores.oss_protocol import strip_oss
 
 __all__ = ["OSSFileSystem", "OssStore"]
 
@@ -157,12 +158,7 @@ class OSSFileSystem(AbstractFileSystem):
     # -- paths and clients -------------------------------------------------------------------
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
-        if isinstance(path, list):
-            return [cls._strip_protocol(p) for p in path]
-        path = str(path)
-        if path.startswith("oss://"):
-            path = path[len("oss://") :]
-        return path.lstrip("/").rstrip("/")
+        return strip_oss(path)
 
     def unstrip_protocol(self, name: str) -> str:
         return "oss://" + self._strip_protocol(name)
@@ -456,6 +452,8 @@ class OssStore(Store):
         self.part_size = DEFAULT_PART_SIZE
         self._heads: OrderedDict[str, _Cached] = OrderedDict()
         self._lock = threading.Lock()
+
+    filesystem_class = OSSFileSystem
 
     @classmethod
     def make_filesystem(cls, options: Mapping[str, Any]) -> OSSFileSystem:

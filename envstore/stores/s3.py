@@ -485,6 +485,22 @@ class S3Store(Store):
             scan.drop()  # the scan reached the end
         return b"".join(pieces)
 
+    def range_gone(self, exc: BaseException) -> bool:
+        """s3fs turns a 416 ``InvalidRange`` (the object is now shorter than the range start)
+        into a generic ``OSError(EINVAL)``: find the S3 error code along the cause chain."""
+        seen: BaseException | None = exc
+        for _ in range(8):
+            if seen is None:
+                return False
+            response = getattr(seen, "response", None)
+            if isinstance(response, dict) and (
+                response.get("Error", {}).get("Code") == "InvalidRange"
+                or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416
+            ):
+                return True
+            seen = seen.__cause__ or seen.__context__
+        return False
+
     def _known_size(self, name: str) -> int | None:
         with self._lock:
             hit = self._heads.get(name)

@@ -12,8 +12,9 @@ What it does like the real service:
   ``RequestId``), JSON errors ``{"Code", "Message", "RequestId", "HostId"}``;
 * checks the ``ACS3-HMAC-SHA256`` signature the SDK computes (canonical request over the method,
   path, sorted query, signed headers and ``x-acs-content-sha256``), the payload hash and the
-  clock skew: a wrong AccessKey secret gets ``SignatureDoesNotMatch``, an unknown AccessKey id
-  ``InvalidAccessKeyId.NotFound``;
+  clock skew, or the classic SDK's RPC signature (``HMAC-SHA1``, ``Signature`` in the query:
+  ``aliyun-python-sdk-kms``, which oss2's ``AliKMSProvider`` uses): a wrong AccessKey secret
+  gets ``SignatureDoesNotMatch``, an unknown AccessKey id ``InvalidAccessKeyId.NotFound``;
 * actions ``GenerateDataKey``, ``Decrypt``, ``Encrypt``, ``CreateKey``, ``DescribeKey``,
   ``CreateAlias``, ``ListAliases``: master keys are real AES-256-GCM keys held in memory;
   ciphertext blobs name their key and key version; ``EncryptionContext`` is bound as AAD, so a
@@ -378,7 +379,10 @@ class AliKmsGateway(EmulatorHTTPServer):
             self.calls[action] += 1
         extra: dict[str, str] = {"x-acs-request-id": request_id}
         try:
-            self._check_signature(method, parsed.path or "/", query, headers, body)
+            if "Signature" in query:  # the classic SDK (aliyun-python-sdk-kms, used by oss2)
+                self._check_rpc_signature(method, query, headers, body)
+            else:
+                self._check_signature(method, parsed.path or "/", query, headers, body)
             version = headers.get("x-acs-version") or query.get("Version")
             if version != API_VERSION:
                 raise KmsError(400, "InvalidVersion", "Specified parameter Version is not valid.")
@@ -418,6 +422,30 @@ class AliKmsGateway(EmulatorHTTPServer):
             "Recommend": "",
         }
         return exc.status, error, extra
+
+    def _check_rpc_signature(
+        self, method: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> None:
+        """RPC signature version 1.0 (HMAC-SHA1 over the sorted query and form parameters)."""
+        if query.get("SignatureMethod") != "HMAC-SHA1":
+            raise KmsError(400, "IncompleteSignature", "SignatureMethod must be HMAC-SHA1.")
+        secret = self.access_keys.get(query.get("AccessKeyId", ""))
+        if secret is None:
+            raise KmsError(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        params = {k: v for k, v in query.items() if k != "Signature"}
+        if body and headers.get("content-type", "").startswith("application/x-www-form"):
+            params.update(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+
+        def enc(text: str) -> str:
+            return urllib.parse.quote(text, safe="~")
+
+        canonical = "&".join(f"{enc(k)}={enc(params[k])}" for k in sorted(params))
+        to_sign = f"{method}&{enc('/')}&{enc(canonical)}"
+        digest = hmac.new((secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()
+        if not hmac.compare_digest(base64.b64encode(digest).decode(), query["Signature"]):
+            raise KmsError(
+                400, "SignatureDoesNotMatch", "Specified signature does not match our calculation."
+            )
 
     def _check_signature(
         self,

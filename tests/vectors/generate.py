@@ -31,6 +31,7 @@ from envstore.format import (
     CHUNK,
     F_COMMITMENT,
     F_CONTEXT,
+    F_SALT,
     MAGIC,
     PREFIX,
     WIRE_CHUNK,
@@ -266,6 +267,21 @@ def valid_vectors() -> list[dict[str, object]]:
             "recipients and open the object with the third",
         )
     )
+    planted = wrap_local(
+        MASTER,
+        det("valid/planted/other data key", 32),
+        CONTEXT,
+        det("valid/planted/wrap nonce", 12),
+    )
+    cases.append(
+        (
+            seal("valid/planted-recipient-skipped", 70, others=(planted,)),
+            "two recipients for the reader's key: the first was copied from another object "
+            "under the same key and context, so it unwraps without error, but to a data key "
+            "that does not match the commitment; readers check every candidate against the "
+            "commitment, skip it and open the object with the second",
+        )
+    )
     out = []
     for s, what in cases:
         env = s.envelope
@@ -355,6 +371,15 @@ def invalid_vectors() -> list[dict[str, object]]:
     kms_only = WrappedKey("awskms", "alias/vectors", det("invalid/kms blob", 32))
     too_long = canonical({**CONTEXT, "pad": "p" * (3073 - len(canonical({**CONTEXT, "pad": ""})))})
     assert len(too_long) == 3073
+
+    planted = wrap_local(
+        MASTER, det("invalid/planted data key", 32), CONTEXT, det("invalid/planted nonce", 12)
+    )
+    forged_salt, forged_commitment = det("invalid/forged salt", 24), det("invalid/forged c", 32)
+
+    def forged_empty(f: dict[str, str], b: bytes) -> tuple[dict[str, str], bytes]:
+        env = Envelope((other_key,), forged_salt, forged_commitment, CONTEXT, None)
+        return env.to_fields(), forged_salt + forged_commitment + det("invalid/forged tag", 16)
 
     IE, FE, NE, KE = "IntegrityError", "FormatError", "NotEncryptedError", "KeyAccessError"
     # (name, error, base object, mutation, placements, what it shows)
@@ -524,6 +549,53 @@ def invalid_vectors() -> list[dict[str, object]]:
             "recipients: a KMS key the reader is not configured with, the reader's local key "
             "with a blob that fails AES-GCM, another local key: no recipient opens and one was "
             "altered, so Integrity (not KeyAccess)",
+        ),
+        (
+            "planted-recipient-only",
+            IE,
+            small,
+            _recipients(planted),
+            both,
+            "the only recipient was copied from another object under the reader's key and the "
+            "same context: it unwraps, to a data key that fails the commitment check",
+        ),
+        (
+            "cut-to-empty-body",
+            IE,
+            small,
+            _body(lambda b: b[: PREFIX + 16]),
+            both,
+            "a 100-byte object's body cut to 72 bytes, so it claims 0 plaintext bytes: the "
+            "final chunk (here 16 bytes of the old chunk 0) fails authentication, which a "
+            "reader must check before reporting an empty object",
+        ),
+        (
+            "empty-final-chunk-tag-flipped",
+            IE,
+            empty,
+            _body(_flip(-1)),
+            both,
+            "a 0-byte object whose empty final chunk's tag was altered: readers authenticate "
+            "it before returning an empty read",
+        ),
+        (
+            "forged-empty-no-usable-recipient",
+            KE,
+            small,
+            forged_empty,
+            both,
+            "an object forged from nothing: random salt, commitment and 16-byte final chunk "
+            "(claims 0 bytes), one recipient for a key the reader does not hold; a reader "
+            "must fail (no key), not return an empty object",
+        ),
+        (
+            "duplicate-field-name-case",
+            FE,
+            small,
+            lambda f, b: ({**f, "Envstore-Salt": f[F_SALT]}, b),
+            ("metadata",),
+            "envstore-salt and Envstore-Salt: metadata names match case-insensitively, so "
+            "this is one field given twice",
         ),
         # -- keys -----------------------------------------------------------------------------
         (
