@@ -21,6 +21,7 @@ __all__ = ["DEFAULT_WRITE_DEADLINE", "bounded", "write_limit"]
 
 MiB = 1 << 20
 #: seconds one S3 write request may take, retries included, plus one second per MiB it sends
+#: (CompleteMultipartUpload: plus 0.1 s per part)
 DEFAULT_WRITE_DEADLINE = 120.0
 
 T = TypeVar("T")
