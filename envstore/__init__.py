@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from envstore.errors import (
+    ConcurrentModificationError,
     ConfigError,
     EnvstoreError,
     FormatError,
     IntegrityError,
     KeyAccessError,
     NotEncryptedError,
+    OutcomeUnknownError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConcurrentModificationError",
     "ConfigError",
     "EnvstoreError",
     "EnvstoreFileSystem",
@@ -23,7 +26,9 @@ __all__ = [
     "IntegrityError",
     "KeyAccessError",
     "NotEncryptedError",
+    "OutcomeUnknownError",
     "__version__",
+    "clean",
     "download",
     "inspect",
     "keygen",
@@ -36,6 +41,7 @@ __all__ = [
 import fsspec as _fsspec
 
 if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load lazily
+    from envstore.cleanup import clean
     from envstore.fs import EnvstoreFileSystem
     from envstore.keys.local import keygen
     from envstore.migration import migrate
@@ -52,6 +58,7 @@ _LAZY = {
     "verify": "envstore.transfer",
     "rewrap": "envstore.transfer",
     "keygen": "envstore.keys.local",
+    "clean": "envstore.cleanup",
     "migrate": "envstore.migration",
 }
 

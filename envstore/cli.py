@@ -500,6 +500,39 @@ def verify(url: str, recursive: bool, jobs: int, **kw: Any) -> None:
 
 
 @main.command()
+@click.argument("url")
+@click.option(
+    "--older-than",
+    default="1d",
+    show_default=True,
+    metavar="AGE",
+    help="Only leftovers at least this old (90s, 30m, 12h, 1d, 2w).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@store_options
+def clean(url: str, older_than: str, dry_run: bool, **kw: Any) -> None:
+    """Remove temp files and abort multipart uploads left by killed writes under URL.
+
+    Local files: hidden .envstore-part-* files; S3/OSS: pending multipart uploads whose key
+    starts with URL's path. Leftovers younger than --older-than are kept (a write may still
+    be running).
+    """
+    from envstore.cleanup import clean as run
+
+    found = run(url, older_than, dry_run=dry_run, **_options(kw))
+    for r in found:
+        click.echo(_clean_line(r, dry_run))
+    if not found:
+        click.echo(f"nothing to clean under {url}", err=True)
+
+
+def _clean_line(r: dict[str, Any], dry_run: bool) -> str:
+    verb = "would remove" if dry_run else "removed"
+    what = r["path"] + (f" (upload {r['upload_id']})" if r.get("upload_id") else "")
+    return f"{verb}  {r['kind']}  {what}  age {r['age'] / 3600:.1f}h"
+
+
+@main.command()
 @click.option(
     "--keep",
     type=click.Path(file_okay=False),

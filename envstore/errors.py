@@ -7,12 +7,14 @@ wrapped: they pass through unchanged so that callers' existing handling keeps wo
 from __future__ import annotations
 
 __all__ = [
+    "ConcurrentModificationError",
     "ConfigError",
     "EnvstoreError",
     "FormatError",
     "IntegrityError",
     "KeyAccessError",
     "NotEncryptedError",
+    "OutcomeUnknownError",
 ]
 
 
@@ -38,3 +40,27 @@ class NotEncryptedError(FormatError):
 
 class IntegrityError(EnvstoreError):
     """Authentication failed: tampered, truncated, extended, reordered or wrong-key data."""
+
+
+class ConcurrentModificationError(EnvstoreError):
+    """The object changed between the moment envstore read it and the moment it would have
+    written it back (e.g. ``rewrap`` racing a concurrent writer): nothing was applied, the
+    object the other writer stored is left as it is. Read it again and retry."""
+
+
+class OutcomeUnknownError(EnvstoreError, OSError):
+    """A commit was sent but its answer was lost (connection dropped, timeout, or a retry
+    told that the upload no longer exists): the object at ``path`` may hold the new data or
+    the old. Not a clean failure: check the object (``envstore verify``) before relying on
+    either, and run ``envstore clean`` for any upload left pending."""
+
+    def __init__(self, path: str, detail: str = "the commit's answer was lost") -> None:
+        super().__init__(f"{path}: outcome unknown: {detail}")
+        self.path = path
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.path}: outcome unknown: {self.detail}"
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.path, self.detail)

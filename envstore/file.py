@@ -282,9 +282,12 @@ class EnvstoreWriteFile(io.RawIOBase):
         header: bytes | None,
         recipients: list[WrappedKey],
         block_size: int | None = None,
+        size: int | None = None,
     ) -> None:
         super().__init__()
         self.fs = fs
+        #: plaintext bytes this object must have (declared in its envelope), or None
+        self.size = size
         self.path = path
         self.mode = "wb"
         self._sink = sink
@@ -356,6 +359,12 @@ class EnvstoreWriteFile(io.RawIOBase):
             raise ValueError("write to closed file")
         view = memoryview(data).cast("B")
         n = len(view)
+        if self.size is not None and self._pos + n > self.size:
+            self.discard()
+            raise OSError(
+                f"{self.path}: {self._pos + n} bytes written to an object declared as "
+                f"{self.size} bytes (the source changed size?); nothing was stored"
+            )
         try:
             if self._fill:
                 take = min(self.blocksize - self._fill, len(view))
@@ -383,6 +392,12 @@ class EnvstoreWriteFile(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
+        if self.size is not None and self._pos != self.size:
+            self.discard()
+            raise OSError(
+                f"{self.path}: {self._pos} bytes written to an object declared as "
+                f"{self.size} bytes (the source changed size?); nothing was stored"
+            )
         try:
             full = (self._fill // CHUNK) * CHUNK
             if full:

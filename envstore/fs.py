@@ -362,10 +362,14 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return self.fs.isdir(self._strip_protocol(path))
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        self.fs.mkdir(self._strip_protocol(path), create_parents=create_parents, **kwargs)
+        """Directories where the store has them; never a bucket (FileNotFoundError)."""
+        self.store.mkdir(self._strip_protocol(path), create_parents, **kwargs)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
-        self.fs.makedirs(self._strip_protocol(path), exist_ok=exist_ok)
+        path = self._strip_protocol(path)
+        if not exist_ok and self.exists(path):
+            raise FileExistsError(path)
+        self.store.makedirs(path)
 
     def rmdir(self, path: str) -> None:
         self.fs.rmdir(self._strip_protocol(path))
@@ -425,8 +429,8 @@ class EnvstoreFileSystem(ChainedFileSystem):
             )
         if mode in ("wb", "xb"):
             if mode == "xb" and self.exists(path):
-                raise FileExistsError(path)
-            return self._writer(path, block_size=block_size)
+                raise FileExistsError(path)  # early; the commit checks again, atomically
+            return self._writer(path, block_size=block_size, exclusive=mode == "xb")
         raise ValueError(f"envstore supports modes rb, wb, xb (and text r, w, x), not {mode!r}")
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
@@ -585,11 +589,18 @@ class EnvstoreFileSystem(ChainedFileSystem):
 
     # -- writing -----------------------------------------------------------------------------
     def _writer(
-        self, path: str, size: int | None = None, block_size: int | None = None
+        self,
+        path: str,
+        size: int | None = None,
+        block_size: int | None = None,
+        exclusive: bool = False,
     ) -> EnvstoreWriteFile:
+        """A writer of ``path``; with ``size``, exactly that many bytes must be written (the
+        object is discarded otherwise); with ``exclusive``, the commit fails with
+        FileExistsError if an object exists at ``path`` by then."""
         path = self._strip_protocol(path)
         ring = self.ring
-        key, recipients = ring.new_data_key(self.context)
+        key, recipients = ring.new_data_key(self.context, size)
         try:
             enc = Encryptor(key, context_bytes(self.context))
         finally:
@@ -601,9 +612,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
             raise ConfigError(f"this envelope would not be readable: {exc}") from None
         metadata, header = self._place(env)
         hint = None if size is None else len(header or b"") + body_size(size)
-        sink = self.store.open_sink(path, metadata, hint)
+        sink = self.store.open_sink(path, metadata, hint, exclusive)
         self._forget(path)
-        return EnvstoreWriteFile(self, path, sink, enc, header, recipients, block_size)
+        return EnvstoreWriteFile(self, path, sink, enc, header, recipients, block_size, size)
 
     def _place(self, env: Envelope) -> tuple[dict[str, str] | None, bytes | None]:
         """Metadata fields or an in-object header for ``env``, per the placement option."""
@@ -629,13 +640,11 @@ class EnvstoreFileSystem(ChainedFileSystem):
         """Called by a writer after a successful commit."""
         self._forget(path)
         self.fs.invalidate_cache(self.fs._parent(path))
-        if self._ring is not None:
-            self._ring.account(recipients, nbytes)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         if mode == "create" and self.exists(path):
-            raise FileExistsError(path)
-        with self._writer(path, size=len(value)) as f:
+            raise FileExistsError(path)  # early; the commit checks again, atomically
+        with self._writer(path, size=len(value), exclusive=mode == "create") as f:
             f.write(value)
 
     def put_file(
@@ -656,14 +665,16 @@ class EnvstoreFileSystem(ChainedFileSystem):
             callback.set_size(size)
             parent = self._parent(self._strip_protocol(rpath))
             if parent:
-                self.fs.makedirs(parent, exist_ok=True)
-            with self._writer(rpath, size=size, block_size=kwargs.get("block_size")) as dst:
+                self.store.makedirs(parent)
+            # the writer takes exactly ``size`` bytes: a source that grows or shrinks meanwhile
+            # is an error before the commit, and the object already at rpath stays as it was
+            with self._writer(
+                rpath, size, kwargs.get("block_size"), exclusive=mode == "create"
+            ) as dst:
                 step = dst.blocksize
                 while data := src.read(step):
                     dst.write(data)
                     callback.relative_update(len(data))
-            if dst.tell() != size:
-                raise OSError(f"{lpath} changed size while being uploaded")
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         if truncate or not self.exists(path):
@@ -708,34 +719,31 @@ class EnvstoreFileSystem(ChainedFileSystem):
         with naming(path):
             return self._locate(path)
 
-    def set_recipients(self, path: str, recipients: Sequence[WrappedKey]) -> None:
+    def set_recipients(
+        self, path: str, recipients: Sequence[WrappedKey], expect: Located | None = None
+    ) -> None:
         """Replace an object's recipients without touching its body (rewrap).
 
         The recipients must wrap the object's own data key: take it from
         ``self.ring.open_envelope`` (checked against the commitment), never from an unchecked
-        unwrap, or a recipient planted from another object makes this destroy the object."""
+        unwrap, or a recipient planted from another object makes this destroy the object.
+        With ``expect`` (what :meth:`envelope` returned when the data key was opened), the
+        change applies only to that very version of the object: if another writer replaced it
+        since, ConcurrentModificationError is raised and the object is left as it is.
+        """
         path = self._strip_protocol(path)
-        loc = self._locate(path)
+        loc = self._locate(path) if expect is None else expect
         env = loc.envelope.with_recipients(recipients)
         try:  # write only what readers accept (bounds of FORMAT.md)
             Envelope.from_fields(env.to_fields())
         except FormatError as exc:
             raise ConfigError(f"this envelope would not be readable: {exc}") from None
-        if loc.placement == "metadata":
-            self.store.set_metadata(path, env.to_fields())
-        else:
-            self._rewrite_header(path, loc, encode_header(env))
-        self._forget(path)
-
-    def _rewrite_header(self, path: str, loc: Located, header: bytes) -> None:
-        """New header + the same body bytes, committed atomically through a sink."""
-        sink = self.store.open_sink(path, None, len(header) + loc.stored_size - loc.body_offset)
         try:
-            sink.write(header)
-            step = 256 * CHUNK
-            for pos in range(loc.body_offset, loc.stored_size, step):
-                sink.write(self.store.read_exact(path, pos, min(pos + step, loc.stored_size)))
-            sink.commit()
-        except BaseException:
-            sink.discard()
-            raise
+            if loc.placement == "metadata":
+                self.store.set_metadata(path, env.to_fields(), loc.token)
+            else:
+                self.store.rewrite_header(
+                    path, encode_header(env), loc.body_offset, loc.stored_size, loc.token
+                )
+        finally:
+            self._forget(path)

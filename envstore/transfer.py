@@ -300,7 +300,11 @@ def rewrap(
     already present are not added twice). The body bytes never change: on S3/OSS only the
     metadata is rewritten, with header placement the header is rewritten atomically. Each
     object switches in one step, and objects the new keys already open are rewrapped from
-    them, so an interrupted rewrap can simply be run again.
+    them, so an interrupted rewrap can simply be run again. The new envelope is applied
+    only to the object version that was read (S3: ``CopySourceIfMatch`` on its ETag; OSS:
+    ``x-oss-copy-source-if-match``; local files: an atomic exchange checked against the file
+    read): if a concurrent writer replaced the object meanwhile,
+    :class:`~envstore.errors.ConcurrentModificationError` is raised and its object is kept.
 
     Returns one ``{"path", "changed"}`` per object (``changed`` is False where the envelope
     already held exactly the wanted recipients). Stops at the first object that fails. With
@@ -319,7 +323,8 @@ def rewrap(
             _done(results, on_object, {"path": path, "changed": False, "skipped": "plain"})
             continue
         try:
-            env = fs._readable(path).envelope  # a read context given is checked
+            loc = fs._readable(path)  # a read context given is checked
+            env = loc.envelope
             # only a key matching the object's commitment is ever wrapped (a planted recipient
             # would otherwise destroy the object for every key)
             try:
@@ -341,8 +346,8 @@ def rewrap(
                 extra = [w for w in wrapped if _ident(w) not in have]
                 recipients = [*env.recipients, *extra]
                 unchanged = not extra
-            if not unchanged:
-                fs.set_recipients(path, recipients)
+            if not unchanged:  # only onto the very version whose key was opened
+                fs.set_recipients(path, recipients, expect=loc)
         except EnvstoreError as exc:
             raise _with_path(exc, path) from exc
         _done(results, on_object, {"path": path, "changed": not unchanged})

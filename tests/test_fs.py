@@ -454,8 +454,8 @@ def test_data_keys_never_leak(memfs, memroot: str, monkeypatch) -> None:
     seen: list[bytes] = []
     orig_new, orig_open = KeyRing.new_data_key, KeyRing.open_data_key
 
-    def new(self, context):
-        key, rec = orig_new(self, context)
+    def new(self, context, size=None):
+        key, rec = orig_new(self, context, size)
         seen.append(bytes(key))
         return key, rec
 

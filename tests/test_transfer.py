@@ -207,11 +207,11 @@ def test_interrupted_rewrap_leaves_every_object_readable(
     calls = {"n": 0}
     original = EnvstoreFileSystem.set_recipients
 
-    def flaky(self, path, recipients):
+    def flaky(self, path, recipients, expect=None):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return original(self, path, recipients)
+        return original(self, path, recipients, expect)
 
     monkeypatch.setattr(EnvstoreFileSystem, "set_recipients", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -248,11 +248,11 @@ def test_rerunning_an_interrupted_rewrap_completes_it(
     original = EnvstoreFileSystem.set_recipients
     calls = {"n": 0}
 
-    def flaky(self, path, recipients):
+    def flaky(self, path, recipients, expect=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("connection reset")
-        return original(self, path, recipients)
+        return original(self, path, recipients, expect)
 
     monkeypatch.setattr(EnvstoreFileSystem, "set_recipients", flaky)
     with pytest.raises(OSError):

@@ -335,8 +335,8 @@ def test_writer_refuses_unreadable_envelopes_before_writing(
     # a new object: nothing is written
     new_data_key = fs.ring.new_data_key
 
-    def with_huge(context: Any) -> Any:
-        key, recipients = new_data_key(context)
+    def with_huge(context: Any, size: int | None = None) -> Any:
+        key, recipients = new_data_key(context, size)
         return key, [*recipients, huge]
 
     monkeypatch.setattr(fs.ring, "new_data_key", with_huge)
@@ -359,8 +359,8 @@ def test_writer_refuses_a_header_over_the_bound(
     assert len(big.encode()) == 4096
     new_data_key = fs.ring.new_data_key
 
-    def with_big(context: Any) -> Any:
-        key, recipients = new_data_key(context)
+    def with_big(context: Any, size: int | None = None) -> Any:
+        key, recipients = new_data_key(context, size)
         return key, [*recipients, *[big] * 15]
 
     monkeypatch.setattr(fs.ring, "new_data_key", with_big)

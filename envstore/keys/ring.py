@@ -2,9 +2,11 @@
 
 Also holds the optional data-key cache (``key_cache`` option, off by default):
 
-* writes reuse one data key across objects with the same encryption context until
-  ``max_age`` seconds, ``max_objects`` objects or ``max_bytes`` plaintext bytes are reached
-  (each object still gets a fresh salt, hence fresh chunk keys, from C2SP);
+* writes of a known size reuse one data key across objects with the same encryption context
+  until ``max_age`` seconds, ``max_objects`` objects or ``max_bytes`` plaintext bytes are
+  reached (each object's size is reserved before the key is handed out; each object still gets
+  a fresh salt, hence fresh chunk keys, from C2SP); streamed writes of unknown size always get
+  a fresh data key;
 * reads keep unwrapped data keys, keyed by the wrapped form and context, for ``max_age``
   seconds (at most ``max_entries``), so a dataset written under one cached data key costs one
   KMS ``Decrypt`` per process.
@@ -101,42 +103,46 @@ class KeyRing:
         return p
 
     # -- writing ----------------------------------------------------------------------------
-    def new_data_key(self, context: Mapping[str, str]) -> tuple[bytearray, list[WrappedKey]]:
-        """A data key for one new object and its recipients (one per ``key_uris`` entry)."""
+    def new_data_key(
+        self, context: Mapping[str, str], size: int | None = None
+    ) -> tuple[bytearray, list[WrappedKey]]:
+        """A data key for one new object of ``size`` plaintext bytes and its recipients (one
+        per ``key_uris`` entry).
+
+        With the key cache on, a cached key is handed out only if ``size`` still fits its
+        ``max_bytes`` budget, and the size is reserved (under the lock) before it is: however
+        many writers run at once, no cached key covers more than ``max_bytes``.  A write of
+        unknown size (``size`` None: a streamed ``open(..., "wb")``) could overrun any budget:
+        it always gets a fresh data key, which is not cached.
+        """
         if not self.key_uris:
             raise ConfigError("no key_uri configured for writing")
         ctx = canonical_context(context)
-        if self.cache is not None:
+        if self.cache is not None and size is not None:
             with self._lock:
                 entry = self._writes.get(ctx)
-                if entry is not None and self._fresh(entry):
+                if entry is not None and self._fits(entry, size):
                     entry.objects += 1
+                    entry.nbytes += size
                     return bytearray(entry.key), list(entry.recipients)
         first, *rest = [self.provider(u) for u in self.key_uris]
         key, wrapped = first.generate_data_key(context)
         recipients = [wrapped] + [p.wrap(key, context) for p in rest]
-        if self.cache is not None:
+        if self.cache is not None and size is not None:
+            fresh = _WriteEntry(bytes(key), tuple(recipients), time.monotonic(), 1, size)
             with self._lock:
-                self._writes[ctx] = _WriteEntry(bytes(key), tuple(recipients), time.monotonic(), 1)
+                self._writes[ctx] = fresh
         return key, recipients
 
-    def _fresh(self, entry: _WriteEntry) -> bool:
+    def _fits(self, entry: _WriteEntry, size: int) -> bool:
+        """Whether ``entry``'s key may encrypt one more object of ``size`` bytes."""
         c = self.cache
         assert c is not None
         return (
             time.monotonic() - entry.created < c["max_age"]
             and entry.objects < c["max_objects"]
-            and entry.nbytes < c["max_bytes"]
+            and entry.nbytes + size <= c["max_bytes"]
         )
-
-    def account(self, recipients: Sequence[WrappedKey], nbytes: int) -> None:
-        """Count ``nbytes`` of plaintext encrypted under the (cached) data key of ``recipients``."""
-        if self.cache is None:
-            return
-        with self._lock:
-            for entry in self._writes.values():
-                if entry.recipients and entry.recipients[0] == recipients[0]:
-                    entry.nbytes += nbytes
 
     # -- reading ----------------------------------------------------------------------------
     def open_envelope(self, envelope: Envelope) -> bytearray:

@@ -169,6 +169,12 @@ def _write(
     def sink(writer: Any) -> Callable[[Any], None]:
         def write(data: bytes | memoryview) -> None:
             if data:
+                if legacy.plain_len is not None and size[0] + len(data) > legacy.plain_len:
+                    # the writer refuses bytes past the declared size; say what it means here
+                    raise IntegrityError(
+                        f"{item.src}: the plaintext runs past its recorded length "
+                        f"{legacy.plain_len}: truncated or extended"
+                    )
                 digest.update(data)
                 size[0] += len(data)
                 writer.write(data)

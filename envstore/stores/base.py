@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from fsspec import AbstractFileSystem
 
-from envstore.errors import IntegrityError
+from envstore.errors import ConcurrentModificationError, IntegrityError
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,53 @@ class Store:
         object (a recent HEAD) holds an envelope, None if only its size suggested one."""
         return None
 
-    def set_metadata(self, path: str, fields: Mapping[str, str]) -> None:
+    def set_metadata(
+        self, path: str, fields: Mapping[str, str], expect: tuple[Any, ...] | None = None
+    ) -> None:
+        """Replace the envelope fields of ``path``; with ``expect`` (a :attr:`Head.token`), only
+        if the object is still that version (else :class:`ConcurrentModificationError`)."""
         raise NotImplementedError(f"{type(self).__name__} has no user metadata")
+
+    def makedirs(self, path: str) -> None:
+        """Make ``path`` usable as a parent of new objects (never creates a bucket)."""
+        self.fs.makedirs(path, exist_ok=True)
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        """A directory where the store has them (object stores: never a bucket)."""
+        self.fs.mkdir(path, create_parents=create_parents, **kwargs)
+
+    def check_token(self, path: str, expect: tuple[Any, ...] | None) -> None:
+        """ConcurrentModificationError unless ``path`` is still the version ``expect`` names."""
+        if expect is None:
+            return
+        self.forget(path)
+        if self.head(path).token != expect:
+            raise ConcurrentModificationError(
+                f"{path} was replaced by another writer since it was read; nothing was changed"
+            )
+
+    def rewrite_header(
+        self, path: str, header: bytes, body_offset: int, stored_size: int, expect: tuple[Any, ...]
+    ) -> None:
+        """Store ``header`` + the object's body bytes at ``path`` in one commit, only if the
+        object is still the version ``expect`` names.
+
+        Generic stores re-check the version before reading, after reading and just before the
+        commit: a writer that replaces the object inside that last window is not detected
+        (local files override this with an atomic exchange).
+        """
+        self.check_token(path, expect)
+        sink = self.open_sink(path, None, len(header) + stored_size - body_offset)
+        try:
+            sink.write(header)
+            step = 4 << 20
+            for pos in range(body_offset, stored_size, step):
+                sink.write(self.read_exact(path, pos, min(pos + step, stored_size)))
+            self.check_token(path, expect)
+            sink.commit()
+        except BaseException:
+            sink.discard()
+            raise
 
     # -- content -----------------------------------------------------------------------------
     def read(self, path: str, start: int, end: int) -> bytes:
@@ -146,11 +191,18 @@ class Store:
         return out
 
     def open_sink(
-        self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
+        self,
+        path: str,
+        metadata: Mapping[str, str] | None,
+        size_hint: int | None,
+        exclusive: bool = False,
     ) -> Sink:
+        """A pending object at ``path``.  With ``exclusive`` the commit fails with
+        FileExistsError if an object appeared at ``path`` meanwhile (generic stores check just
+        before the commit; the local, S3 and OSS adapters make the check atomic)."""
         if metadata:
             raise NotImplementedError(f"{type(self).__name__} has no user metadata")
-        return _FileSink(self.fs, path)
+        return _FileSink(self.fs, path, exclusive)
 
     def copy(self, src: str, dst: str) -> None:
         """Copy a stored object with its envelope (header placement: the bytes carry it)."""
@@ -163,13 +215,19 @@ class Store:
 class _FileSink:
     """Writes through the inner filesystem's own buffered file (uploaded on close)."""
 
-    def __init__(self, fs: AbstractFileSystem, path: str) -> None:
+    def __init__(self, fs: AbstractFileSystem, path: str, exclusive: bool = False) -> None:
+        self.fs = fs
+        self.path = path
+        self.exclusive = exclusive
         self.f = fs.open(path, "wb")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.f.write(bytes(data) if isinstance(data, memoryview) else data)
 
     def commit(self) -> None:
+        if self.exclusive and self.fs.exists(self.path):
+            self.discard()
+            raise FileExistsError(self.path)
         self.f.close()
 
     def discard(self) -> None:

@@ -2,23 +2,82 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import secrets
-from collections.abc import Mapping
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from fsspec.implementations.memory import MemoryFile
 
-from envstore.stores.base import Sink, Store
+from envstore.errors import ConcurrentModificationError
+from envstore.stores.base import Sink, Store, entry_token
 
 #: prefix of in-progress local writes (hidden from envstore listings)
 TEMP_PREFIX = ".envstore-part-"
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+
+
+def _renameat2(src: str, dst: str, flags: int) -> bool:
+    """Linux ``renameat2``; False where the system has none (OSError if it failed)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False  # kernel or filesystem without this flag
+    raise OSError(err, os.strerror(err), dst)
+
+
+def link_no_replace(src: str, dst: str) -> None:
+    """Make the file ``src`` appear at ``dst`` only if nothing is there (atomic: one of any
+    number of concurrent callers wins, the others get FileExistsError); ``src`` is gone after.
+    A hard link where the filesystem has them, else ``renameat2(RENAME_NOREPLACE)``."""
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "an object exists already", dst) from None
+    except OSError as exc:  # no hard links here (EPERM, ENOTSUP...)
+        if not _renameat2(src, dst, _RENAME_NOREPLACE):
+            raise OSError(exc.errno, f"cannot create exclusively: {exc.strerror}", dst) from exc
+        return
+    os.unlink(src)
+
+
+def stat_token(st: os.stat_result) -> tuple[Any, ...]:
+    """The change token fsspec's local ``info`` gives a file with this ``stat``."""
+    return entry_token(
+        {"size": st.st_size, "mtime": st.st_mtime, "ino": st.st_ino, "created": st.st_ctime}
+    )
+
+
+def _temp_name(path: str) -> str:
+    head, tail = os.path.split(path)
+    return os.path.join(head, f"{TEMP_PREFIX}{tail}.{secrets.token_hex(6)}")
 
 
 class LocalStore(Store):
     """``file://``: a temporary file beside the target, fsync'd and renamed into place."""
 
     def open_sink(
-        self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
+        self,
+        path: str,
+        metadata: Mapping[str, str] | None,
+        size_hint: int | None,
+        exclusive: bool = False,
     ) -> Sink:
         if metadata:
             raise NotImplementedError("local files have no user metadata")
@@ -27,28 +86,119 @@ class LocalStore(Store):
             raise IsADirectoryError(path)
         # like an object store (and dask's writers), missing parent directories are created
         self.fs.makedirs(self.fs._parent(path), exist_ok=True)
-        return _LocalSink(path)
+        return _LocalSink(path, exclusive)
+
+    def rewrite_header(
+        self, path: str, header: bytes, body_offset: int, stored_size: int, expect: tuple[Any, ...]
+    ) -> None:
+        """Compare-and-swap: the body is copied from one open file (one version), and the new
+        file is swapped in with ``renameat2(RENAME_EXCHANGE)``; if the file it displaced is not
+        the one read, the swap is undone and ConcurrentModificationError raised."""
+        path = self.fs._strip_protocol(path)
+        with open(path, "rb") as src:
+            st = os.fstat(src.fileno())
+            if stat_token(st) != expect or st.st_size != stored_size:
+                raise _replaced(path)
+            sink = _LocalSink(path)
+            try:
+                sink.write(header)
+                src.seek(body_offset)
+                while data := src.read(4 << 20):
+                    sink.write(data)
+                sink.flush()
+            except BaseException:
+                sink.discard()
+                raise
+        _swap_if_same(sink.temp, path, (st.st_dev, st.st_ino))
+
+    def clean(self, path: str, older_than: float, dry_run: bool) -> list[dict[str, Any]]:
+        """Remove ``.envstore-part-*`` files under ``path`` last modified ``older_than``
+        seconds ago or earlier (writes killed before their commit)."""
+        root = self.fs._strip_protocol(path)
+        now = time.time()
+        out = []
+        for name, mtime in _temp_files(root):
+            age = now - mtime
+            if age < older_than:
+                continue
+            if not dry_run:
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    continue  # its writer committed or cleaned up meanwhile
+            out.append({"kind": "temp-file", "path": name, "age": age, "removed": not dry_run})
+        return out
 
     def move(self, src: str, dst: str) -> None:
         self.fs.mv(src, dst)
 
 
+def _replaced(path: str) -> ConcurrentModificationError:
+    return ConcurrentModificationError(
+        f"{path} was replaced by another writer since it was read; nothing was changed"
+    )
+
+
+def _swap_if_same(temp: str, path: str, identity: tuple[int, int]) -> None:
+    """Put ``temp`` at ``path`` if ``path`` is still the file ``identity`` (dev, inode)."""
+    try:
+        swapped = _renameat2(temp, path, _RENAME_EXCHANGE)
+        if not swapped:  # no atomic exchange here: re-check just before the rename
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) != identity:
+                raise _replaced(path)
+            os.replace(temp, path)
+            return
+        st = os.stat(temp)  # the file displaced by the exchange
+        if (st.st_dev, st.st_ino) != identity:
+            _renameat2(temp, path, _RENAME_EXCHANGE)  # undo: the other writer's file is back
+            raise _replaced(path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    os.unlink(temp)
+
+
+def _temp_files(root: str) -> Iterator[tuple[str, float]]:
+    """``.envstore-part-*`` files at or under ``root`` with their mtimes."""
+    if os.path.isfile(root):
+        root = os.path.dirname(root)
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            if f.startswith(TEMP_PREFIX):
+                name = os.path.join(dirpath, f)
+                try:
+                    yield name, os.stat(name).st_mtime
+                except FileNotFoundError:
+                    continue
+
+
 class _LocalSink:
-    def __init__(self, path: str) -> None:
-        head, tail = os.path.split(path)
+    def __init__(self, path: str, exclusive: bool = False) -> None:
         self.path = path
-        self.temp = os.path.join(head, f"{TEMP_PREFIX}{tail}.{secrets.token_hex(6)}")
+        self.exclusive = exclusive
+        self.temp = _temp_name(path)
         self.f = open(self.temp, "xb")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.f.write(data)
 
+    def flush(self) -> None:
+        """Everything written is on disk (fsync) and the temp file closed."""
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+
     def commit(self) -> None:
         try:
-            self.f.flush()
-            os.fsync(self.f.fileno())
-            self.f.close()
-            os.replace(self.temp, self.path)
+            self.flush()
+            if self.exclusive:
+                link_no_replace(self.temp, self.path)
+            else:
+                os.replace(self.temp, self.path)
         except BaseException:
             self.discard()
             raise
@@ -75,7 +225,11 @@ class MemoryStore(Store):
         return f.getbuffer()[start:end]
 
     def open_sink(
-        self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
+        self,
+        path: str,
+        metadata: Mapping[str, str] | None,
+        size_hint: int | None,
+        exclusive: bool = False,
     ) -> Sink:
         if metadata:
             raise NotImplementedError("memory files have no user metadata")
@@ -87,19 +241,31 @@ class MemoryStore(Store):
             if self.fs.isfile(parent):
                 raise FileExistsError(parent)
             parent = self.fs._parent(parent)
-        return _MemorySink(MemoryFile(self.fs, path))
+        return _MemorySink(MemoryFile(self.fs, path), exclusive)
+
+
+#: memory-store commits of exclusive writes check and store under this lock
+_MEMORY_LOCK = threading.Lock()
 
 
 class _MemorySink:
-    def __init__(self, f: MemoryFile) -> None:
+    def __init__(self, f: MemoryFile, exclusive: bool = False) -> None:
         self.f = f
+        self.exclusive = exclusive
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.f.write(data)
 
     def commit(self) -> None:
         self.f.seek(0)
-        self.f.commit()
+        if not self.exclusive:
+            self.f.commit()
+            return
+        with _MEMORY_LOCK:
+            if self.f.path in self.f.fs.store:
+                self.discard()
+                raise FileExistsError(errno.EEXIST, "an object exists already", self.f.path)
+            self.f.commit()
 
     def discard(self) -> None:
         self.f.truncate(0)

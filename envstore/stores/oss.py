@@ -44,9 +44,22 @@ from typing import Any, TypeVar
 import oss2
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from envstore.errors import ConfigError, FormatError, IntegrityError
+from envstore.errors import (
+    ConcurrentModificationError,
+    ConfigError,
+    FormatError,
+    IntegrityError,
+)
 from envstore.format import has_envelope, plain_size
 from envstore.stores.base import Head, Store
+from envstore.stores.oss_ops import (
+    FORBID_OVERWRITE,
+    clean_uploads,
+    commit_error,
+    copy_error,
+    exists_error,
+    require_bucket,
+)
 from envstore.stores.oss_protocol import strip_oss
 
 __all__ = ["OSSFileSystem", "OssStore"]
@@ -452,6 +465,7 @@ class OssStore(Store):
         self.part_size = DEFAULT_PART_SIZE
         self._heads: OrderedDict[str, _Cached] = OrderedDict()
         self._lock = threading.Lock()
+        self._buckets: set[str] = set()  # buckets known to exist
 
     filesystem_class = OSSFileSystem
 
@@ -578,9 +592,15 @@ class OssStore(Store):
                 out[name] = current[name]
         return out
 
-    def set_metadata(self, path: str, fields: Mapping[str, str]) -> None:
+    def set_metadata(
+        self, path: str, fields: Mapping[str, str], expect: tuple[Any, ...] | None = None
+    ) -> None:
         """Replace the envelope in place (CopyObject onto itself, metadata REPLACE), keeping
-        the object's other user metadata, Content-Type and the other standard headers."""
+        the object's other user metadata, Content-Type and the other standard headers.
+
+        The copy carries ``x-oss-copy-source-if-match`` with the ETag of the version
+        ``expect`` names (else of a fresh HEAD): an object replaced meanwhile is never
+        rewritten (ConcurrentModificationError)."""
         used = self.metadata_size(fields)
         if used > self.metadata_limit:
             raise FormatError(
@@ -590,10 +610,37 @@ class OssStore(Store):
         bucket, key = self.fs.split_path(name)
         b = self.fs.bucket(bucket)
         current = call(b.head_object, name, key)
+        token = (current.content_length, current.etag, current.last_modified)
+        if expect is not None and token != expect:
+            raise ConcurrentModificationError(
+                f"{name} was replaced by another writer since it was read; nothing was changed"
+            )
         headers = self._kept_headers(current.headers, envelope=False)
         headers.update(self._meta_headers(fields))
-        call(b.update_object_meta, name, key, headers)
-        self.forget(name)
+        headers["x-oss-copy-source-if-match"] = f'"{current.etag}"'
+        try:
+            b.update_object_meta(key, headers)
+        except oss2.exceptions.OssError as exc:
+            error = copy_error(exc, name)
+            raise (translate(exc, name) if error is exc else error) from exc
+        finally:
+            self.forget(name)
+
+    # -- buckets and leftovers ---------------------------------------------------------------
+    def makedirs(self, path: str) -> None:
+        """OSS has no directories; the bucket must exist (FileNotFoundError, never created)."""
+        bucket, _ = self.fs.split_path(self.fs._strip_protocol(path))
+        if bucket not in self._buckets:  # one request per bucket, not per file
+            require_bucket(self.fs.bucket(bucket), bucket)
+            self._buckets.add(bucket)
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        self.makedirs(path)
+
+    def clean(self, path: str, older_than: float, dry_run: bool) -> list[dict[str, Any]]:
+        """Abort multipart uploads whose key starts with ``path``'s key, ``older_than`` s old."""
+        bucket, key = self.fs.split_path(self.fs._strip_protocol(path))
+        return clean_uploads(self.fs.bucket(bucket), bucket, key, older_than, dry_run)
 
     # -- content -----------------------------------------------------------------------------
     def read(self, path: str, start: int, end: int) -> bytes:
@@ -608,8 +655,14 @@ class OssStore(Store):
             return list(ex.map(self.read, paths, starts, ends))
 
     def open_sink(
-        self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
+        self,
+        path: str,
+        metadata: Mapping[str, str] | None,
+        size_hint: int | None,
+        exclusive: bool = False,
     ) -> _OssSink:
+        """A pending object; with ``exclusive`` every request that could create it carries
+        ``x-oss-forbid-overwrite: true`` (OSS refuses atomically: FileExistsError)."""
         name = self.fs._strip_protocol(path)
         bucket, key = self.fs.split_path(name)
         if not key:
@@ -618,7 +671,10 @@ class OssStore(Store):
         if size_hint is not None:
             part = max(part, -(-size_hint // MAX_PARTS))
         self.forget(name)
-        return _OssSink(self, bucket, key, self._meta_headers(metadata), size_hint, part)
+        headers = self._meta_headers(metadata)
+        if exclusive:
+            headers.update(FORBID_OVERWRITE)
+        return _OssSink(self, bucket, key, headers, size_hint, part)
 
     def copy(self, src: str, dst: str) -> None:
         s_name, d_name = self.fs._strip_protocol(src), self.fs._strip_protocol(dst)
@@ -696,6 +752,7 @@ class _OssSink:
         self.name = f"{bucket}/{key}"
         self.key = key
         self.headers = headers
+        self.exclusive = FORBID_OVERWRITE.items() <= headers.items()
         self.part_size = part_size
         self.concurrency = max(1, store.upload_concurrency)
         first = part_size if size_hint is None else max(1, min(part_size, size_hint))
@@ -730,9 +787,15 @@ class _OssSink:
 
     def _ship(self) -> None:
         if self.upload_id is None:
-            result = call(
-                self.bucket.init_multipart_upload, self.name, self.key, headers=self.headers
-            )
+            try:
+                result = call(
+                    self.bucket.init_multipart_upload, self.name, self.key, headers=self.headers
+                )
+            except OSError as exc:
+                error = exists_error(exc, self.name)  # exclusive: the key exists already
+                if error is exc:
+                    raise
+                raise error from exc
             self.upload_id = result.upload_id
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 self.concurrency, thread_name_prefix="envstore-oss"
@@ -784,23 +847,35 @@ class _OssSink:
             if self.upload_id is None:
                 data = bytes(memoryview(self.buf)[: self.fill])
                 headers = {**self.headers, "Content-MD5": content_md5(data)}
-                call(self.bucket.put_object, self.name, self.key, data, headers=headers)
+                self._final("PutObject", self.bucket.put_object, self.key, data, headers=headers)
             else:
                 if self.fill:
                     self._ship()
                 self._settle(0)
-                call(
+                cond = FORBID_OVERWRITE if self.exclusive else None
+                self._final(
+                    "CompleteMultipartUpload",
                     self.bucket.complete_multipart_upload,
-                    self.name,
                     self.key,
                     self.upload_id,
                     self.parts,
+                    headers=cond,
                 )
         except BaseException:
             self.discard()
             raise
         self._release()
         self.store.forget(self.name)
+
+    def _final(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """The commit request; its failure read by :func:`oss_ops.commit_error`."""
+        try:
+            call(fn, self.name, *args, **kwargs)
+        except BaseException as exc:
+            error = commit_error(exc, self.name, what, self.exclusive)
+            if error is exc:
+                raise
+            raise error from exc
 
     def discard(self) -> None:
         if self.done:

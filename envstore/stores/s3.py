@@ -41,6 +41,13 @@ from envstore.errors import FormatError, IntegrityError
 from envstore.format import WIRE_CHUNK, has_envelope, plain_size
 from envstore.stores.base import Head, Sink, Store, entry_token
 from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE, bounded, write_limit
+from envstore.stores.s3_ops import (
+    clean_uploads,
+    commit_error,
+    copy_error,
+    replaced,
+    require_bucket,
+)
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Store"]
 
@@ -187,6 +194,7 @@ class S3Store(Store):
         self._heads: OrderedDict[str, _Cached] = OrderedDict()
         self._scans: OrderedDict[str, list[_Scan]] = OrderedDict()
         self._lock = threading.Lock()
+        self._buckets: set[str] = set()  # buckets known to exist
 
     # -- paths -------------------------------------------------------------------------------
     def _split(self, path: str) -> tuple[str, str, str | None]:
@@ -355,9 +363,15 @@ class S3Store(Store):
             return True
         return None
 
-    def set_metadata(self, path: str, fields: Mapping[str, str]) -> None:
+    def set_metadata(
+        self, path: str, fields: Mapping[str, str], expect: tuple[Any, ...] | None = None
+    ) -> None:
         """Replace the envelope fields in place (a copy onto itself with ``REPLACE``; multipart
-        above ``copy_threshold``); other user metadata and the content headers are kept."""
+        above ``copy_threshold``); other user metadata and the content headers are kept.
+
+        The copy is conditional (``CopySourceIfMatch``) on the ETag of the version ``expect``
+        names (else of a fresh HEAD): an object replaced meanwhile is never rewritten
+        (ConcurrentModificationError)."""
         used = self.metadata_size(fields)
         if used > self.metadata_limit:
             raise FormatError(
@@ -366,6 +380,8 @@ class S3Store(Store):
             )
         cached = self._file(path, fresh=True)
         assert cached.head is not None and cached.head.fields is not None
+        if expect is not None and cached.head.token != expect:
+            raise replaced(path)
         bucket, key, _ = self._split(path)
         metadata = {k: v for k, v in cached.head.fields.items() if not k.startswith("envstore-")}
         metadata.update(fields)
@@ -374,9 +390,51 @@ class S3Store(Store):
             kw["StorageClass"] = cached.entry["StorageClass"]
         try:
             self._copy(bucket, key, None, bucket, key, cached, kw)
+        except BaseException as exc:
+            raise copy_error(exc, path) from exc
         finally:
             self.forget(path)
             self.fs.invalidate_cache(self._name(path))
+
+    def rewrite_header(
+        self, path: str, header: bytes, body_offset: int, stored_size: int, expect: tuple[Any, ...]
+    ) -> None:
+        """Header placement on S3 (rewrap of an envelope too large for metadata): the new
+        object's commit carries ``If-Match`` with the ETag read, so it never replaces an object
+        another writer stored meanwhile (ConcurrentModificationError); a body read across a
+        replacement is refused the same way."""
+        cached = self._file(path, fresh=True)
+        assert cached.head is not None
+        if cached.head.token != expect:
+            raise replaced(path)
+        sink = self.open_sink(path, None, len(header) + stored_size - body_offset)
+        assert isinstance(sink, _S3Sink)
+        sink.if_match = cached.entry["ETag"]
+        try:
+            sink.write(header)
+            step = 4 * MiB
+            for pos in range(body_offset, stored_size, step):
+                sink.write(self.read_exact(path, pos, min(pos + step, stored_size)))
+            sink.commit()
+        except BaseException:
+            sink.discard()
+            raise
+
+    # -- buckets and leftovers ---------------------------------------------------------------
+    def makedirs(self, path: str) -> None:
+        """S3 has no directories; the bucket must exist (FileNotFoundError, never created)."""
+        bucket, _, _ = self._split(path)
+        if bucket not in self._buckets:  # one HEAD per bucket, not per file
+            require_bucket(self.fs, bucket)
+            self._buckets.add(bucket)
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        self.makedirs(path)
+
+    def clean(self, path: str, older_than: float, dry_run: bool) -> list[dict[str, Any]]:
+        """Abort multipart uploads whose key starts with ``path``'s key, ``older_than`` s old."""
+        bucket, key, _ = self._split(path)
+        return clean_uploads(self.fs, bucket, key, older_than, dry_run)
 
     # -- content -----------------------------------------------------------------------------
     def read(self, path: str, start: int, end: int) -> bytes:
@@ -535,8 +593,14 @@ class S3Store(Store):
         return out
 
     def open_sink(
-        self, path: str, metadata: Mapping[str, str] | None, size_hint: int | None
+        self,
+        path: str,
+        metadata: Mapping[str, str] | None,
+        size_hint: int | None,
+        exclusive: bool = False,
     ) -> Sink:
+        """A pending object; with ``exclusive``, ``PutObject`` and ``CompleteMultipartUpload``
+        carry ``If-None-Match: *`` (S3 refuses atomically if the key exists: FileExistsError)."""
         bucket, key, version = self._split(path)
         if not key:
             raise IsADirectoryError(path)
@@ -552,7 +616,9 @@ class S3Store(Store):
         part = self.part_size
         if size_hint is not None and size_hint > part * MAX_PARTS:
             part = math.ceil(size_hint / MAX_PARTS / MiB) * MiB
-        return _S3Sink(self, bucket, key, dict(metadata or {}), size_hint, min(part, MAX_PART_SIZE))
+        sink = _S3Sink(self, bucket, key, dict(metadata or {}), size_hint, min(part, MAX_PART_SIZE))
+        sink.exclusive = exclusive
+        return sink
 
     def copy(self, src: str, dst: str) -> None:
         """Server-side copy that keeps the envelope (user metadata) at every size."""
@@ -605,7 +671,9 @@ class S3Store(Store):
             if replace is None
             else replace
         )
-        _run(self.fs, self._multipart_copy(source, b2, k2, cached.head.size, etag, create))
+        # in place (rewrap): the Complete must not land on an object replaced meanwhile
+        same = {"IfMatch": etag} if (b1, k1, v1) == (b2, k2, None) else {}
+        _run(self.fs, self._multipart_copy(source, b2, k2, cached.head.size, etag, create, same))
 
     def move(self, src: str, dst: str) -> None:
         self.copy(src, dst)
@@ -620,6 +688,7 @@ class S3Store(Store):
         size: int,
         etag: str,
         create_kw: dict[str, Any],
+        complete_kw: dict[str, Any] | None = None,
     ) -> None:
         """``UploadPartCopy`` in parts; metadata on ``CreateMultipartUpload``; abort on failure."""
         fs = self.fs
@@ -654,6 +723,7 @@ class S3Store(Store):
                 Key=k2,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": sorted(parts, key=lambda p: p["PartNumber"])},
+                **(complete_kw or {}),
             )
         except BaseException:
             for t in tasks:
@@ -722,6 +792,8 @@ class _S3Sink:
         self.parts: list[dict[str, Any]] = []
         self.inflight: tuple[concurrent.futures.Future[Any], bytearray] | None = None
         self.done = False
+        self.exclusive = False  # If-None-Match: * on the commit
+        self.if_match: str | None = None  # If-Match: the commit replaces only this ETag
 
     def __repr__(self) -> str:
         return f"<S3 sink s3://{self.bucket}/{self.key}>"
@@ -807,32 +879,33 @@ class _S3Sink:
     def commit(self) -> None:
         if self.done:
             raise ValueError("sink already committed or discarded")
+        cond = {"IfNoneMatch": "*"} if self.exclusive else {}
+        if self.if_match is not None:
+            cond = {"IfMatch": self.if_match}
         try:
             if self.upload_id is None:
                 body = self.buf
                 if self.fill < len(body):
                     del body[self.fill :]
-                self._call(
+                self._final(
+                    "PutObject",
                     "put_object",
                     len(body),
-                    _UNKNOWN,
-                    Bucket=self.bucket,
-                    Key=self.key,
                     Body=body,
                     **({"Metadata": self.metadata} if self.metadata else {}),
+                    **cond,
                 )
             else:
                 if self.fill:
                     self._ship()
                 self._settle()
-                self._call(
+                self._final(
+                    "CompleteMultipartUpload",
                     "complete_multipart_upload",
                     len(self.parts) * _COMPLETE_PER_PART,  # S3 may take minutes for many parts
-                    _UNKNOWN,
-                    Bucket=self.bucket,
-                    Key=self.key,
                     UploadId=self.upload_id,
                     MultipartUpload={"Parts": self.parts},
+                    **cond,
                 )
         except BaseException:
             self.discard()
@@ -841,6 +914,21 @@ class _S3Sink:
         self._release()
         self.store.forget(f"{self.bucket}/{self.key}")
         self.fs.invalidate_cache(f"{self.bucket}/{self.key}")
+
+    def _final(self, what: str, method: str, nbytes: int, **kw: Any) -> None:
+        """The commit request, within the write deadline (``nbytes``: what it sends); its
+        failure as :func:`~envstore.stores.s3_ops.commit_error` reads it (FileExistsError, a
+        definite refusal, or OutcomeUnknownError)."""
+        try:
+            self._call(method, nbytes, _UNKNOWN, Bucket=self.bucket, Key=self.key, **kw)
+        except BaseException as exc:
+            name = f"{self.bucket}/{self.key}"
+            error = commit_error(exc, name, what, self.exclusive)
+            if self.if_match is not None and error is exc:
+                error = copy_error(exc, name)  # 412: the object is not the one read
+            if error is exc:
+                raise
+            raise error from exc
 
     def discard(self) -> None:
         """Stop the part in flight and abort the multipart upload: nothing is left behind."""

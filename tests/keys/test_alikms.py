@@ -171,7 +171,7 @@ def test_ring_two_recipients(alikms: KmsEnv, key_uri: str) -> None:
 
 def test_key_cache_generate_calls(alikms: KmsEnv) -> None:
     ring = KeyRing([alikms.uri], kms_options=alikms.kms_options, key_cache={"max_objects": 100})
-    keys = {bytes(ring.new_data_key(CTX)[0]) for _ in range(200)}
+    keys = {bytes(ring.new_data_key(CTX, 1)[0]) for _ in range(200)}
     assert alikms.calls("GenerateDataKey") == 2
     assert len(keys) == 2
 

@@ -229,7 +229,7 @@ def test_key_cache_calls(alikms_instance: KmsEnv) -> None:
     opts = alikms_instance.kms_options
     ring = KeyRing([alikms_instance.uri], kms_options=opts, key_cache={"max_objects": 100})
     for _ in range(200):
-        key, recipients = ring.new_data_key(CTX)
+        key, recipients = ring.new_data_key(CTX, 1)
     assert alikms_instance.calls("GenerateDataKey") == 2
     reader = KeyRing([alikms_instance.uri], kms_options=opts, key_cache=True)
     for _ in range(50):

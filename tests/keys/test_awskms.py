@@ -143,7 +143,7 @@ def test_key_cache_calls(awskms: AwsKmsEnv) -> None:
     ring = KeyRing([awskms.uri], kms_options=opts, key_cache={"max_objects": 100})
     wire = awskms.tap(ring.provider(awskms.uri))
     for _ in range(200):
-        key, recipients = ring.new_data_key(CTX)
+        key, recipients = ring.new_data_key(CTX, 1)
     assert wire.calls["GenerateDataKey"] == 2
     reader = KeyRing([awskms.uri], kms_options=opts, key_cache=True)
     for _ in range(50):

@@ -102,7 +102,7 @@ def test_ring_recipients_rotation_and_cache(tmp_path: Path) -> None:
     with pytest.raises(KeyAccessError, match="decrypt_key_uris"):
         KeyRing([b]).open_data_key(recipients[:1], {"t": "1"})
     cached = KeyRing([a], key_cache={"max_objects": 3})
-    keys = [bytes(cached.new_data_key({})[0]) for _ in range(7)]
+    keys = [bytes(cached.new_data_key({}, 10)[0]) for _ in range(7)]
     assert len(set(keys)) == 3  # 3 + 3 + 1
     assert len(set(bytes(KeyRing([a]).new_data_key({})[0]) for _ in range(3))) == 3
     with pytest.raises(ConfigError):

@@ -26,7 +26,8 @@ where envstore depends on it:
   on PUT, UploadPart, Complete (combined from the parts), GET and HEAD; Content-Type and the
   standard headers OSS keeps (Cache-Control, Content-Disposition, Content-Encoding,
   Content-Language, Expires) stored and copied like metadata; ``x-oss-forbid-overwrite``;
-  ``If-Match`` / ``If-None-Match`` on GET/HEAD.
+  ``If-Match`` / ``If-None-Match`` on GET/HEAD; ``x-oss-copy-source-if-match`` on CopyObject
+  (412 PreconditionFailed, checked atomically with the write).
 * **Ranges** (GetObject): ``bytes=a-b`` (inclusive), ``bytes=a-``, ``bytes=-n``.  Without
   ``x-oss-range-behavior: standard`` a range that is out of bounds is ignored: 200 and the whole
   object (OSS's legacy behaviour).  With it: 206 clipped at the end when the start is inside the
@@ -952,10 +953,22 @@ class OssServer:
         return _xml_response(out)
 
     # -- objects ---------------------------------------------------------------------------------
-    def _put(self, bucket: str, key: str, obj: StoredObject, headers: Mapping[str, str]) -> None:
-        """Store ``obj`` (under the lock), honouring x-oss-forbid-overwrite."""
+    def _put(
+        self,
+        bucket: str,
+        key: str,
+        obj: StoredObject,
+        headers: Mapping[str, str],
+        source: tuple[str, str, StoredObject] | None = None,
+    ) -> None:
+        """Store ``obj`` (under the lock), honouring x-oss-forbid-overwrite, and for a copy
+        with x-oss-copy-source-if-match, that the source is still the version checked."""
         with self.lock:
             b = self._bucket(bucket)
+            if source is not None and "x-oss-copy-source-if-match" in headers:
+                sb, sk, src = source
+                if self._bucket(sb).objects.get(sk) is not src:
+                    raise OssError("PreconditionFailed", Condition="x-oss-copy-source-if-match")
             if headers.get("x-oss-forbid-overwrite", "").lower() == "true" and key in b.objects:
                 raise OssError("FileAlreadyExists")
             b.objects[key] = obj
@@ -1113,6 +1126,9 @@ class OssServer:
         with self.lock:
             self._bucket(bucket)
         src_bucket, src_key, src = self._copy_source(headers)
+        if_match = headers.get("x-oss-copy-source-if-match")
+        if if_match is not None and if_match.strip('" ').upper() != src.etag:
+            raise OssError("PreconditionFailed", Condition="x-oss-copy-source-if-match")
         in_place = (src_bucket, src_key) == (bucket, key)
         directive = headers.get("x-oss-metadata-directive", "COPY").upper()
         if src.size > self.copy_limit and not (in_place and directive == "REPLACE"):
@@ -1144,7 +1160,7 @@ class OssServer:
             object_type=src.object_type,
             standard=standard,
         )
-        self._put(bucket, key, obj, headers)
+        self._put(bucket, key, obj, headers, source=(src_bucket, src_key, src))
         root = ET.Element("CopyObjectResult")
         _el(root, "ETag", f'"{obj.etag}"')
         _el(root, "LastModified", _iso8601(obj.last_modified))

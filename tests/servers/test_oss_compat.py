@@ -343,6 +343,22 @@ def test_upload_part_copy_with_ranges(bucket: oss2.Bucket, server: OssServer) ->
 # -- copies --------------------------------------------------------------------------------------
 
 
+def test_copy_source_if_match(bucket: oss2.Bucket, server: OssServer) -> None:
+    """x-oss-copy-source-if-match: 412 PreconditionFailed unless the source has that ETag."""
+    name = bucket.bucket_name
+    etag = bucket.put_object("a", b"v1").etag
+    with pytest.raises(oss2.exceptions.PreconditionFailed):
+        bucket.copy_object(name, "a", "b", headers={"x-oss-copy-source-if-match": '"0BAD"'})
+    assert not bucket.object_exists("b")
+    bucket.copy_object(name, "a", "b", headers={"x-oss-copy-source-if-match": f'"{etag}"'})
+    bucket.update_object_meta("a", {"x-oss-meta-k": "1", "x-oss-copy-source-if-match": etag})
+    assert bucket.head_object("a").headers["x-oss-meta-k"] == "1"
+    bucket.put_object("a", b"v2")
+    with pytest.raises(oss2.exceptions.PreconditionFailed):
+        bucket.update_object_meta("a", {"x-oss-meta-k": "2", "x-oss-copy-source-if-match": etag})
+    assert bucket.get_object("a").read() == b"v2"
+
+
 def test_copy_object_metadata_directive(bucket: oss2.Bucket, server: OssServer) -> None:
     name = bucket.bucket_name
     bucket.put_object("a", b"content", headers={"x-oss-meta-m": "1", "Content-Type": "text/x"})

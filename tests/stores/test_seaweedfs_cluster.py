@@ -130,7 +130,13 @@ def _write_outcome(
 
 #: what a write that the store cannot take may raise: the deadline's TimeoutError, or the
 #: store's own error (OSError subclasses) when it answers in time
-CLEAR_ERRORS = ("TimeoutError:", "OSError:", "ConnectionError:", "ConnectionResetError:")
+CLEAR_ERRORS = (
+    "TimeoutError:",
+    "OutcomeUnknownError:",
+    "OSError:",
+    "ConnectionError:",
+    "ConnectionResetError:",
+)
 
 
 def _bound(nbytes: int) -> float:
