@@ -759,7 +759,7 @@ _COMPLETE_PER_PART = MiB // 10
 #: a PutObject / CompleteMultipartUpload given up: the store may still finish it
 _UNKNOWN = (
     "outcome unknown: the store may still complete the request, so the object is either "
-    "absent or whole (never partial); check with exists() before writing again"
+    "absent or whole (never partial): check it (exists, envstore verify) before relying on it"
 )
 
 
