@@ -47,12 +47,16 @@ from envstore.format import (
     header_length,
     plain_size,
 )
+from envstore.keys import scheme_of
 from envstore.keys.base import WrappedKey, canonical_context
 from envstore.keys.local import default_key_path, default_key_uri
 from envstore.keys.ring import KeyRing, parse_key_cache
+from envstore.keys.uri import safe_uri
 from envstore.options import split_options
+from envstore.paths import check_inner_protocol, require_object
 from envstore.stores import Head, Store, inner_filesystem, store_for
-from envstore.stores.base import entry_token, exact
+from envstore.stores.base import DEFAULT_READ_DEADLINE, entry_token, exact
+from envstore.stores.failures import translating
 from envstore.stores.local import TEMP_PREFIX
 from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE
 
@@ -71,26 +75,31 @@ def _protocol_names(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 
 
 def _key_uri_list(value: object, name: str) -> list[str]:
+    """The URIs of a ``key_uri``/``decrypt_key_uris`` option, each checked (scheme_of) before
+    it is kept: a rejected URI (e.g. a pasted key) never reaches a repr or a pickle."""
     if value is None:
         return []
     if isinstance(value, str):
-        return [value]
+        value = [value]
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        for uri in value:
+            scheme_of(uri)
         return list(value)
     raise ConfigError(f"{name} must be a key URI string or a list of them")
 
 
-def _check_deadline(value: object) -> float | None:
-    """``write_deadline``: seconds > 0 (a number, or a string of one from the CLI) or None."""
+def _check_deadline(value: object, name: str) -> float | None:
+    """``read_deadline`` / ``write_deadline``: seconds (a finite number > 0) or None (no
+    deadline)."""
     if value is None:
         return None
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigError(f"write_deadline must be a number of seconds > 0 or None, not {value!r}")
-    return seconds
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < float("inf")
+    ):
+        raise ConfigError(f"{name} must be a number of seconds > 0, or None")
+    return float(value)
 
 
 def _check_context(context: object) -> dict[str, str]:
@@ -120,9 +129,10 @@ class EnvstoreFileSystem(ChainedFileSystem):
     ``key_uri`` (str or list: every object's data key is wrapped for each),
     ``decrypt_key_uris`` (more keys accepted when reading), ``context`` (encryption context),
     ``placement`` (``auto``/``metadata``/``header``), ``kms_options`` (per key-URI scheme),
-    ``key_cache`` (data-key cache limits, off by default), ``write_deadline`` (S3: seconds
-    per write request, retries included, + 1 s/MiB; then TimeoutError; None: no limit);
-    ``target_protocol`` + ``target_options`` or ``fs`` name the inner filesystem.
+    ``key_cache`` (data-key cache limits, off by default), ``read_deadline`` (seconds one read
+    request to a remote store may take, retries included; None: no limit), ``write_deadline``
+    (S3: seconds per write request, retries included, + 1 s/MiB; then TimeoutError; None: no
+    limit); ``target_protocol`` + ``target_options`` or ``fs`` name the inner filesystem.
     """
 
     protocol = "envstore"
@@ -142,6 +152,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         kms_options: Mapping[str, Mapping[str, Any]] | None = None,
         key_cache: Mapping[str, float] | bool | None = None,
         write_deadline: float | None = DEFAULT_WRITE_DEADLINE,
+        read_deadline: float | None = DEFAULT_READ_DEADLINE,
         **kwargs: Any,
     ) -> None:
         # -- options: envstore's, the base class's, consumers', the inner layer's (options.py)
@@ -164,8 +175,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
             raise ConfigError('kms_options must be a dict per scheme, e.g. {"awskms": {...}}')
         self.fs = fs
         self.store: Store = store_for(fs)
+        self.store.read_deadline = _check_deadline(read_deadline, "read_deadline")
         if hasattr(self.store, "write_deadline"):  # S3: bounded write requests
-            self.store.write_deadline = _check_deadline(write_deadline)
+            self.store.write_deadline = _check_deadline(write_deadline, "write_deadline")
         self.key_uris = _key_uri_list(key_uri, "key_uri")
         if len(self.key_uris) > MAX_RECIPIENTS:
             raise ConfigError(f"at most {MAX_RECIPIENTS} key URIs (recipients) per object")
@@ -192,7 +204,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
     def _strip_inner(self, path: Any) -> Any:
         if isinstance(path, list):
             return [self._strip_inner(p) for p in path]
-        return self.fs._strip_protocol(type(self)._strip_protocol(path))
+        outer = type(self)._strip_protocol(path)
+        check_inner_protocol(outer, self.fs)  # never a silent wrong target (paths.py)
+        return self.fs._strip_protocol(outer)
 
     def unstrip_protocol(self, name: str) -> str:
         return "envstore::" + self.fs.unstrip_protocol(name)
@@ -201,7 +215,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return self.fs._parent(path)
 
     def __repr__(self) -> str:
-        return f"<EnvstoreFileSystem over {self.fs!r} keys={self.key_uris}>"
+        return f"<EnvstoreFileSystem over {self.fs!r} keys={[safe_uri(u) for u in self.key_uris]}>"
 
     # -- keys --------------------------------------------------------------------------------
     @property
@@ -269,7 +283,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
     def _readable(self, path: str) -> Located:
         """Locate an object for reading its content: errors name the object, and a ``context``
         given to this filesystem must be contained in the object's (FORMAT.md, Reading)."""
-        path = self._strip_protocol(path)
+        path = require_object(self._strip_protocol(path), path)
         with naming(path):
             located = self._locate(path)
             require_context(located, self.context)
@@ -363,10 +377,11 @@ class EnvstoreFileSystem(ChainedFileSystem):
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         """Directories where the store has them; never a bucket (FileNotFoundError)."""
-        self.store.mkdir(self._strip_protocol(path), create_parents, **kwargs)
+        path = require_object(self._strip_protocol(path), path)
+        self.store.mkdir(path, create_parents, **kwargs)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
-        path = self._strip_protocol(path)
+        path = require_object(self._strip_protocol(path), path)
         if not exist_ok and self.exists(path):
             raise FileExistsError(path)
         self.store.makedirs(path)
@@ -553,6 +568,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         **kwargs: Any,
     ) -> None:
         """Decrypt to a local file (written aside and renamed: no partial file on failure)."""
+        require_object(self._strip_protocol(rpath), rpath)
         if outfile is None and fsspec.utils.isfilelike(lpath):
             outfile = lpath
         if outfile is None and self.isdir(rpath):
@@ -598,7 +614,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         """A writer of ``path``; with ``size``, exactly that many bytes must be written (the
         object is discarded otherwise); with ``exclusive``, the commit fails with
         FileExistsError if an object exists at ``path`` by then."""
-        path = self._strip_protocol(path)
+        path = require_object(self._strip_protocol(path), path)
         ring = self.ring
         key, recipients = ring.new_data_key(self.context, size)
         try:
@@ -747,3 +763,28 @@ class EnvstoreFileSystem(ChainedFileSystem):
                 )
         finally:
             self._forget(path)
+
+
+# -- backend failures -> builtin OSErrors ---------------------------------------------------
+# Namespace operations go to the inner filesystem directly; a transport failure there (an
+# unreachable endpoint, a reset) leaves as ConnectionError / TimeoutError / OSError with the
+# original chained, as it does from the store adapters (envstore.stores.failures).
+def _path_arg(fs: EnvstoreFileSystem, path: Any = "", *args: Any, **kwargs: Any) -> str:
+    return str(path)
+
+
+for _name in (
+    "ls",
+    "find",
+    "exists",
+    "lexists",
+    "isdir",
+    "mkdir",
+    "makedirs",
+    "rmdir",
+    "rm_file",
+    "rm",
+    "modified",
+    "created",
+):
+    setattr(EnvstoreFileSystem, _name, translating(_path_arg)(getattr(EnvstoreFileSystem, _name)))

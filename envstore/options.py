@@ -38,6 +38,7 @@ ENVSTORE_OPTIONS = (
     "kms_options",
     "key_cache",
     "write_deadline",
+    "read_deadline",
     "target_protocol",
     "target_options",
     "fs",
@@ -161,20 +162,27 @@ def _unknown_message(
     for name in sorted(unknown):
         close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
         if close and name not in inner_params:
-            typos.append(f"{name!r}: did you mean {close[0]!r}?")
+            typos.append(f"{_shown(name)!r}: did you mean {close[0]!r}?")
         else:
-            elsewhere.append(name)
-    msg = f"unknown envstore option(s) {sorted(unknown)}. " + " ".join(typos)
+            elsewhere.append(_shown(name))
+    msg = f"unknown envstore option(s) {sorted(map(_shown, unknown))}. " + " ".join(typos)
     if elsewhere:
         shape = ", ".join(f"{k!r}: ..." for k in elsewhere)
         msg += (
             (" " if typos else "")
             + "envstore takes "
-            + ", ".join(ENVSTORE_OPTIONS[:7])  # up to target_protocol
+            + ", ".join(ENVSTORE_OPTIONS[:8])  # up to target_protocol
             + "; options of the inner filesystem go under its protocol name, e.g. "
             + f'storage_options={{"key_uri": ..., "{inner}": {{{shape}}}}}'
         )
     return msg.rstrip()
+
+
+def _shown(name: str) -> str:
+    """An option name as a message may show it: never a pasted key (``-o <base64>``)."""
+    from envstore.keys.uri import looks_like_key
+
+    return "<a name that looks like a key>" if looks_like_key(name) else name
 
 
 def target_options_hint(url: str) -> str:

@@ -24,6 +24,7 @@ from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
 from envstore.options import target_options_hint
+from envstore.paths import require_object
 from envstore.stores import EXTRAS, missing_extra
 
 __all__ = ["download", "inspect", "open_url", "rewrap", "upload", "verify"]
@@ -134,6 +135,7 @@ def upload(
     Returns the written paths.
     """
     fs, root = open_url(url, **options)
+    require_object(root, url)  # envstore::s3:// would put files into buckets named after them
     lpath = os.fspath(lpath)
     if os.path.isdir(lpath):
         if not recursive:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from envstore.errors import ConfigError
 from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey, canonical_context
+from envstore.keys.uri import describe_uri, looks_like_key
 
 __all__ = [
     "DATA_KEY_BYTES",
@@ -39,15 +40,26 @@ _cache_lock = threading.Lock()
 
 
 def scheme_of(uri: str) -> str:
+    """The scheme of a key URI; ConfigError for anything else.
+
+    A rejected URI is never echoed (people paste the key itself where its URI belongs): the
+    message describes it by scheme and length.
+    """
+    known = ", ".join(f"{s}://" for s in PROVIDERS)
     if not isinstance(uri, str) or "://" not in uri:
         raise ConfigError(
-            f"key URI {uri!r} must look like scheme://..., one of: "
-            + ", ".join(f"{s}://" for s in PROVIDERS)
+            f"key_uri must look like scheme://..., one of: {known}; got {describe_uri(uri)}"
+        )
+    if looks_like_key(uri):
+        raise ConfigError(
+            f"key_uri ({describe_uri(uri)}) holds what looks like a key: a key URI names a key "
+            "(local:///path/master.key, env://VAR, a KMS key id), it never contains one. If "
+            "that was a real key, treat it as exposed and replace it"
         )
     scheme = uri.split("://", 1)[0]
     if scheme not in PROVIDERS:
         raise ConfigError(
-            f"unknown key URI scheme {scheme!r} in {uri!r}; known: " + ", ".join(PROVIDERS)
+            f"unknown key URI scheme in {describe_uri(uri)}; known: " + ", ".join(PROVIDERS)
         )
     return scheme
 

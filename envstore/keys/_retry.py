@@ -194,6 +194,12 @@ def setup(
     key = uri.split("://", 1)[1] if "://" in uri else ""
     if not key:
         raise ConfigError(f"{scheme}:// key URI needs {usage}")
+    from envstore.keys.uri import describe_uri, looks_like_key
+
+    if looks_like_key(key):  # a pasted key: never sent to the KMS, never echoed
+        raise ConfigError(
+            f"{scheme}:// key URI needs {usage}, not what looks like a key; got {describe_uri(uri)}"
+        )
     opts = dict(options)
     check_known(scheme, opts, known)
     return key, opts, take_deadline(opts)

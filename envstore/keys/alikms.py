@@ -70,6 +70,7 @@ from envstore.keys._retry import (
     split_endpoint,
 )
 from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey
+from envstore.keys.redact import ALIBABA_LOGGERS, kms_call
 
 T = TypeVar("T")
 
@@ -187,8 +188,12 @@ class AliKmsProvider(KeyProvider):
 
     # -- helpers ---------------------------------------------------------------------------
     def _call(self, operation: str, fn: Callable[[], T], key: str | None = None) -> T:
+        def guarded() -> T:  # the SDK's DEBUG logs of this call carry no data key
+            with kms_call(ALIBABA_LOGGERS):
+                return fn()
+
         return call_with_retry(
-            fn,
+            guarded,
             _classify,
             provider="alikms",
             operation=operation,

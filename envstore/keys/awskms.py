@@ -21,6 +21,10 @@ Anything absent comes from boto3's default chain (environment, shared config and
 files, SSO, instance or container roles); the region also from a key ARN in the URI.
 botocore's own retries are off (one attempt per call) unless ``config`` sets ``retries``:
 envstore retries throttling and transient errors itself within ``retry_deadline``.
+
+botocore logs request parameters and response bodies at DEBUG; the ``Plaintext`` fields of
+KMS bodies are redacted on botocore's loggers (:mod:`envstore.keys.redact`), so DEBUG logging
+never shows a data key.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from envstore.keys._retry import (
     setup,
 )
 from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey
+from envstore.keys.redact import install, kms_call
 
 T = TypeVar("T")
 
@@ -139,6 +144,7 @@ class AwsKmsProvider(KeyProvider):
                 raise ConfigError("kms_options['awskms']['config'] must be a dict or a Config")
             config = config.merge(user_config)
         kwargs: dict[str, Any] = {k: v for k, v in opts.items() if k in _CLIENT_ARGS}
+        install()  # before any request of this client can be logged
         if not kwargs.get("region_name"):
             region = _key_region(self.key)
             if region:
@@ -158,8 +164,12 @@ class AwsKmsProvider(KeyProvider):
             ) from None
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        def guarded() -> T:  # botocore's DEBUG logs of this call carry no data key
+            with kms_call():
+                return fn()
+
         return call_with_retry(
-            fn,
+            guarded,
             _classify,
             provider="awskms",
             operation=operation,

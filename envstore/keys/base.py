@@ -109,7 +109,9 @@ class KeyProvider(ABC):
         self.options = dict(options or {})
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.uri}>"
+        from envstore.keys.uri import safe_uri
+
+        return f"<{type(self).__name__} {safe_uri(self.uri)}>"
 
     def __reduce__(self) -> NoReturn:  # providers hold clients/keys: never pickle them
         raise TypeError(f"{type(self).__name__} must not be pickled; pickle the key URI")

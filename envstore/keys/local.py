@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys.base import DATA_KEY_BYTES, KeyProvider, WrappedKey, canonical_context
+from envstore.keys.uri import describe_uri, looks_like_key
 
 MASTER_KEY_BYTES = 32
 _WRAP_AAD = b"envstore-local-wrap/v1\x00"
@@ -82,14 +83,19 @@ class LocalKeyProvider(KeyProvider):
         if scheme == "env":
             if not rest:
                 raise ConfigError("env:// key URI needs a variable name: env://VAR")
+            if looks_like_key(rest) or "=" in rest:
+                raise ConfigError(
+                    f"env:// key URI needs a variable name (env://VAR), got {describe_uri(uri)}"
+                )
             value = os.environ.get(rest)
             if value is None:
-                raise ConfigError(f"environment variable {rest} (from {uri}) is not set")
+                raise ConfigError(f"environment variable {rest} (from env://{rest}) is not set")
             master = _decode_master(value.encode(), f"environment variable {rest}")
         else:
-            if not rest.startswith("/"):
+            if not rest.startswith("/") or looks_like_key(rest):
                 raise ConfigError(
-                    f"local key URI needs an absolute path: local:///abs/path ({uri})"
+                    f"local key URI needs an absolute path: local:///abs/path; got "
+                    f"{describe_uri(uri)}"
                 )
             path = Path(rest)
             try:

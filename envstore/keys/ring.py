@@ -20,12 +20,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
 from envstore.keys import get_provider
 from envstore.keys.base import KeyProvider, WrappedKey, canonical_context
+from envstore.keys.uri import safe_uri
 
 if TYPE_CHECKING:
     from envstore.format import Envelope
@@ -64,11 +65,17 @@ def parse_key_cache(value: object) -> dict[str, float] | None:
 
 @dataclass
 class _WriteEntry:
-    key: bytes
+    key: bytes = field(repr=False)  # never in a repr (logs, debuggers, error reports)
     recipients: tuple[WrappedKey, ...]
     created: float
     objects: int = 0
     nbytes: int = 0
+
+
+@dataclass
+class _ReadEntry:
+    key: bytes = field(repr=False)
+    created: float
 
 
 class KeyRing:
@@ -88,10 +95,12 @@ class KeyRing:
         self._providers: dict[str, KeyProvider] = {}
         self._lock = threading.Lock()
         self._writes: dict[bytes, _WriteEntry] = {}
-        self._reads: OrderedDict[tuple[bytes, tuple[str, ...]], tuple[bytes, float]] = OrderedDict()
+        self._reads: OrderedDict[tuple[bytes, tuple[str, ...]], _ReadEntry] = OrderedDict()
 
     def __repr__(self) -> str:
-        return f"<KeyRing keys={self.key_uris} decrypt={self.decrypt_key_uris}>"
+        keys = [safe_uri(u) for u in self.key_uris]
+        decrypt = [safe_uri(u) for u in self.decrypt_key_uris]
+        return f"<KeyRing keys={keys} decrypt={decrypt}>"
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("KeyRing must not be pickled")
@@ -184,9 +193,9 @@ class KeyRing:
             cached: bytearray | None = None
             with self._lock:
                 hit = self._reads.get(token)
-                if hit is not None and time.monotonic() - hit[1] < self.cache["max_age"]:
+                if hit is not None and time.monotonic() - hit.created < self.cache["max_age"]:
                     self._reads.move_to_end(token)
-                    cached = bytearray(hit[0])
+                    cached = bytearray(hit.key)
             if cached is not None:
                 if accept is None or accept(cached):  # a cached key is a candidate too
                     return cached
@@ -215,7 +224,7 @@ class KeyRing:
                 try:
                     key = provider.unwrap(wrapped, context)
                 except KeyAccessError as exc:
-                    errors.append(f"{uri}: {exc}")
+                    errors.append(f"{safe_uri(uri)}: {exc}")
                     continue
                 except IntegrityError as exc:  # another recipient may still be intact
                     altered.append(str(exc))
@@ -231,7 +240,8 @@ class KeyRing:
                 return key
         wrapped_for = ", ".join(f"{r.provider}:{r.key_id}" for r in recipients)
         if not tried:
-            configured = ", ".join(self.key_uris + self.decrypt_key_uris) or "none"
+            configured = ", ".join(safe_uri(u) for u in self.key_uris + self.decrypt_key_uris)
+            configured = configured or "none"
             raise KeyAccessError(
                 f"object is wrapped for {wrapped_for}; none of the configured keys "
                 f"({configured}) is one of them (add it to key_uri or decrypt_key_uris)"
@@ -243,7 +253,7 @@ class KeyRing:
     def _remember(self, token: tuple[bytes, tuple[str, ...]], key: bytearray) -> None:
         assert self.cache is not None
         with self._lock:
-            self._reads[token] = (bytes(key), time.monotonic())
+            self._reads[token] = _ReadEntry(bytes(key), time.monotonic())
             self._reads.move_to_end(token)
             while len(self._reads) > self.cache["max_entries"]:
                 self._reads.popitem(last=False)

@@ -15,6 +15,10 @@ from fsspec import AbstractFileSystem
 
 from envstore.errors import ConcurrentModificationError, IntegrityError
 
+#: default of the envstore option ``read_deadline``: seconds one read request to a remote
+#: store (a HEAD, a ranged GET) may take, retries included (plus 1 s per MiB fetched)
+DEFAULT_READ_DEADLINE = 120.0
+
 
 @dataclass(frozen=True)
 class Head:
@@ -74,6 +78,8 @@ class Store:
 
     #: byte limit of user metadata, or None where the backend has none (header placement)
     metadata_limit: int | None = None
+    #: the ``read_deadline`` option; honoured by the remote adapters (S3, OSS)
+    read_deadline: float | None = DEFAULT_READ_DEADLINE
 
     def __init__(self, fs: AbstractFileSystem) -> None:
         self.fs = fs

@@ -34,6 +34,7 @@ import concurrent.futures
 import errno
 import hashlib
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -52,6 +53,7 @@ from envstore.errors import (
 )
 from envstore.format import has_envelope, plain_size
 from envstore.stores.base import Head, Store
+from envstore.stores.failures import translate as transport_failure
 from envstore.stores.oss_ops import (
     FORBID_OVERWRITE,
     clean_uploads,
@@ -98,8 +100,10 @@ def translate(exc: oss2.exceptions.OssError, path: str) -> OSError:
     rid = getattr(exc, "request_id", "") or ""
     message = getattr(exc, "message", "") or str(exc)
     text = f"{code}: {message} (request id {rid})" if code else message
-    if isinstance(exc, oss2.exceptions.RequestError):
-        return ConnectionError(errno.ECONNREFUSED, f"OSS request failed: {exc}", path)
+    if isinstance(exc, oss2.exceptions.RequestError):  # no answer: timeout, refused, reset
+        cause = getattr(exc, "exception", None)
+        known = None if cause is None else transport_failure(cause, path, "OSS request")
+        return known or ConnectionError(errno.ECONNREFUSED, f"OSS request failed: {exc}", path)
     if isinstance(exc, oss2.exceptions.NotFound) or exc.status == 404:
         return FileNotFoundError(errno.ENOENT, text, path)
     if code in _PERMISSION or exc.status == 403:
@@ -375,9 +379,11 @@ class OSSFileSystem(AbstractFileSystem):
         start = start or 0
         if end is not None and end <= start:
             return b""
+        limit = kw.get("deadline")  # seconds for the whole request (OssStore.read_deadline)
+        deadline = None if limit is None else time.monotonic() + float(limit)
         if start == 0 and end is None:
             result = call(self.bucket(bucket).get_object, path, key)
-            return _body(result, path)
+            return _body(result, path, deadline)
         byte_range = (start, None if end is None else end - 1)
         try:
             result = self.bucket(bucket).get_object(
@@ -389,7 +395,7 @@ class OSSFileSystem(AbstractFileSystem):
             raise translate(exc, path) from exc
         except oss2.exceptions.OssError as exc:
             raise translate(exc, path) from exc
-        return _body(result, path)
+        return _body(result, path, deadline)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         """Raw upload (no encryption): for tools and tests; envstore writes through OssStore."""
@@ -408,7 +414,7 @@ class OSSFileSystem(AbstractFileSystem):
         return _OSSFile(self, path, mode, **kwargs)
 
 
-def _body(result: Any, path: str) -> bytes:
+def _body(result: Any, path: str, deadline: float | None = None) -> bytes:
     """A GetObject body as stored, in one read of the HTTP stream.
 
     oss2's ``GetObjectResult.read()`` iterates the body in 8 KiB pieces through a Python CRC64
@@ -418,14 +424,68 @@ def _body(result: Any, path: str) -> bytes:
     object must not make requests "decode" ciphertext), and their length is checked.
     """
     raw = result.resp.response.raw
+    watchdog = _Watchdog(result.resp.response, deadline)
     try:
         data = raw.read()
     except Exception as exc:  # urllib3/requests transport errors: the connection broke
+        watchdog.check(path)
         raise ConnectionError(errno.ECONNRESET, f"OSS read failed: {exc}", path) from exc
+    finally:
+        watchdog.cancel()
+    watchdog.check(path)
     expected = result.content_length
     if expected is not None and len(data) != expected:
         raise ConnectionError(errno.EIO, f"OSS returned {len(data)} of {expected} body bytes", path)
     return data
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket under a requests response (urllib3 1.x and 2.x), if it can be found."""
+    raw = getattr(response, "raw", None)
+    for path in (("connection", "sock"), ("_connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+        obj: Any = raw
+        for name in path:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                break
+        if isinstance(obj, socket.socket):
+            return obj
+    return None
+
+
+class _Watchdog:
+    """Closes a response whose body is still being read when the read deadline passes (a
+    blocking read of a store that trickles bytes would otherwise go on for as long as each
+    socket read returns something within the timeout)."""
+
+    def __init__(self, response: Any, deadline: float | None) -> None:
+        self.fired = False
+        self.timer: threading.Timer | None = None
+        if deadline is not None:
+            self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+            self.timer.daemon = True
+            self.response = response
+            self.timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = _socket_of(self.response)
+        try:
+            if sock is not None:  # wakes a recv blocked in another thread (close does not)
+                sock.shutdown(socket.SHUT_RDWR)
+            self.response.close()
+        except Exception:  # pragma: no cover - closing a broken response
+            pass
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def check(self, path: str) -> None:
+        if self.fired:
+            raise TimeoutError(
+                errno.ETIMEDOUT, "OSS read did not finish within read_deadline", path
+            )
 
 
 class _OSSFile(AbstractBufferedFile):
@@ -644,7 +704,10 @@ class OssStore(Store):
 
     # -- content -----------------------------------------------------------------------------
     def read(self, path: str, start: int, end: int) -> bytes:
-        return self.fs.cat_file(path, start=start, end=end)
+        if self.read_deadline is None:
+            return self.fs.cat_file(path, start=start, end=end)
+        limit = self.read_deadline + max(0, end - start) / MiB  # as for S3: + 1 s per MiB
+        return self.fs.cat_file(path, start=start, end=end, deadline=limit)
 
     def read_many(
         self, paths: Sequence[str], starts: Sequence[int], ends: Sequence[int]

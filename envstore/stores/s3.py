@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import logging
 import math
 import threading
@@ -39,7 +40,8 @@ from s3fs import S3FileSystem
 
 from envstore.errors import FormatError, IntegrityError
 from envstore.format import WIRE_CHUNK, has_envelope, plain_size
-from envstore.stores.base import Head, Sink, Store, entry_token
+from envstore.stores.base import DEFAULT_READ_DEADLINE, Head, Sink, Store, entry_token
+from envstore.stores.failures import translating
 from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE, bounded, write_limit
 from envstore.stores.s3_ops import (
     clean_uploads,
@@ -180,6 +182,12 @@ class S3Store(Store):
     readahead_depth: int = 1
     #: objects whose sequential-scan state (and read-ahead bytes) are kept
     readahead_objects: int = 4
+    #: seconds one read request (a HEAD, a ranged GET) may take in total, s3fs's and
+    #: botocore's retries included, plus one second per MiB it fetches; None: no limit.
+    #: Set from the envstore option ``read_deadline``.
+    read_deadline: float | None = DEFAULT_READ_DEADLINE
+    #: ranged GETs of one batch in flight at once (botocore's default connection pool)
+    read_concurrency: int = 10
     #: seconds one write request (PutObject, CreateMultipartUpload, UploadPart,
     #: CompleteMultipartUpload, AbortMultipartUpload) may take in total, s3fs's and botocore's
     #: retries included, plus one second per MiB it sends; then TimeoutError. None: no limit.
@@ -242,7 +250,8 @@ class S3Store(Store):
                     return hit
         kw = {"VersionId": version} if version else {}
         try:
-            out = self.fs.call_s3("head_object", self.fs.kwargs, Bucket=bucket, Key=key, **kw)
+            head = self.fs._call_s3("head_object", self.fs.kwargs, Bucket=bucket, Key=key, **kw)
+            out = _run(self.fs, self._within(head, name))
         except FileNotFoundError:
             if version:
                 raise
@@ -534,7 +543,8 @@ class S3Store(Store):
             after = scan.ahead[-1][1] if scan.ahead else scan.blob_start + len(scan.blob)
             while len(scan.ahead) < self.readahead_depth and (size is None or after < size):
                 stop = after + scan.span if size is None else min(after + scan.span, size)
-                coro = self.fs._cat_file(path, start=after, end=stop)
+                got = self.fs._cat_file(path, start=after, end=stop)
+                coro = self._within(got, path, stop - after)
                 future = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
                 scan.ahead.append((after, stop, future))
                 after = stop
@@ -542,6 +552,47 @@ class S3Store(Store):
         if size is not None and end >= size:
             scan.drop()  # the scan reached the end
         return b"".join(pieces)
+
+    async def _within(self, coro: Coroutine[Any, Any, T], path: str, nbytes: int = 0) -> T:
+        """``await coro``, cancelled with a TimeoutError once the read deadline has passed."""
+        if self.read_deadline is None:
+            return await coro
+        limit = self.read_deadline + nbytes / MiB
+        start = time.monotonic()
+        try:
+            return await asyncio.wait_for(coro, limit)
+        except asyncio.TimeoutError:  # the deadline's own, or one from below (translated later)
+            if time.monotonic() - start < limit:
+                raise
+        raise TimeoutError(
+            errno.ETIMEDOUT,
+            f"reading {path} did not finish within {limit:.0f}s, retries included "
+            f"(read_deadline={self.read_deadline:g}s plus 1s per MiB)",
+            path,
+        )
+
+    async def _gather(
+        self, paths: Sequence[str], starts: Sequence[int], ends: Sequence[int]
+    ) -> list[bytes]:
+        """Ranged GETs, ``read_concurrency`` at a time, each within the read deadline; the
+        first failure cancels the others."""
+        sem = asyncio.Semaphore(max(1, self.read_concurrency))
+
+        async def one(path: str, start: int, end: int) -> bytes:
+            async with sem:
+                got = self.fs._cat_file(path, start=start, end=end)
+                return await self._within(got, path, end - start)
+
+        tasks = [
+            asyncio.ensure_future(one(p, s, e)) for p, s, e in zip(paths, starts, ends, strict=True)
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     def range_gone(self, exc: BaseException) -> bool:
         """s3fs turns a 416 ``InvalidRange`` (the object is now shorter than the range start)
@@ -572,7 +623,8 @@ class S3Store(Store):
             starts = list(range(start, end, piece))
             ends = [*starts[1:], end]
             return b"".join(self.read_many([path] * len(starts), starts, ends))
-        return self.fs.cat_file(path, start=start, end=end)
+        got = self.fs._cat_file(path, start=start, end=end)
+        return _run(self.fs, self._within(got, path, end - start))
 
     def read_many(
         self, paths: Sequence[str], starts: Sequence[int], ends: Sequence[int]
@@ -580,11 +632,11 @@ class S3Store(Store):
         todo = [i for i, (s, e) in enumerate(zip(starts, ends, strict=True)) if s < e]
         out: list[bytes] = [b""] * len(paths)
         if todo:
-            got = self.fs.cat_ranges(
-                [paths[i] for i in todo],
-                [starts[i] for i in todo],
-                [ends[i] for i in todo],
-                on_error="raise",
+            got = _run(
+                self.fs,
+                self._gather(
+                    [paths[i] for i in todo], [starts[i] for i in todo], [ends[i] for i in todo]
+                ),
             )
             for i, blob in zip(todo, got, strict=True):
                 if isinstance(blob, BaseException):
@@ -951,3 +1003,34 @@ class _S3Sink:
     def _release(self) -> None:
         self.buf = bytearray()
         self.inflight = None
+
+
+# -- backend failures -> builtin OSErrors ---------------------------------------------------
+# One place: transport failures (unreachable endpoint, reset, body cut short, timeouts) leave
+# the adapter as ConnectionError / TimeoutError / OSError with the original chained
+# (envstore.stores.failures.FAILURE_TO_EXCEPTION); s3fs already maps S3 error responses.
+def _store_path(store: S3Store, path: str, *args: Any, **kwargs: Any) -> str:
+    return path
+
+
+def _sink_path(sink: _S3Sink, *args: Any, **kwargs: Any) -> str:
+    return f"{sink.bucket}/{sink.key}"
+
+
+for _name in (
+    "head",
+    "info",
+    "isfile",
+    "set_metadata",
+    "rewrite_header",
+    "makedirs",
+    "mkdir",
+    "clean",
+    "read",
+    "read_many",
+    "copy",
+    "move",
+):
+    setattr(S3Store, _name, translating(_store_path)(getattr(S3Store, _name)))
+for _name in ("write", "commit", "discard"):
+    setattr(_S3Sink, _name, translating(_sink_path, "writing")(getattr(_S3Sink, _name)))

@@ -82,8 +82,8 @@ def test_write_to_unresponsive_store_fails_within_deadline(
 def test_write_deadline_option(key_uri: str) -> None:
     efs = _efs("http://127.0.0.1:9", key_uri)
     assert efs.store.write_deadline == DEFAULT_WRITE_DEADLINE
-    assert _efs("http://127.0.0.1:9", key_uri, write_deadline="30").store.write_deadline == 30.0
+    assert _efs("http://127.0.0.1:9", key_uri, write_deadline=30).store.write_deadline == 30.0
     assert _efs("http://127.0.0.1:9", key_uri, write_deadline=None).store.write_deadline is None
-    for bad in (0, -1, "soon", float("inf"), float("nan")):
+    for bad in (0, -1, "30", True, float("inf"), float("nan")):
         with pytest.raises(ConfigError, match="write_deadline"):
             _efs("http://127.0.0.1:9", key_uri, write_deadline=bad)
