@@ -37,6 +37,7 @@ from envstore.stores import Store, inner_filesystem, store_for
 from envstore.stores.base import DEFAULT_READ_DEADLINE
 from envstore.stores.failures import translating
 from envstore.stores.local import TEMP_PREFIX
+from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE
 
 __all__ = ["EnvstoreFileSystem"]
 
@@ -54,8 +55,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
     ``decrypt_key_uris`` (more keys accepted when reading), ``context`` (encryption context),
     ``placement`` (``auto``/``metadata``/``header``), ``kms_options`` (per key-URI scheme),
     ``key_cache`` (data-key cache limits, off by default), ``read_deadline`` (seconds one read
-    request to a remote store may take, retries included; None: no limit); ``target_protocol`` +
-    ``target_options`` or ``fs`` name the inner filesystem.
+    request to a remote store may take, retries included; None: no limit), ``write_deadline``
+    (S3: seconds per write request, retries included, + 1 s/MiB; then TimeoutError; None: no
+    limit); ``target_protocol`` + ``target_options`` or ``fs`` name the inner filesystem.
     """
 
     protocol = "envstore"
@@ -74,6 +76,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         placement: str = "auto",
         kms_options: Mapping[str, Mapping[str, Any]] | None = None,
         key_cache: Mapping[str, float] | bool | None = None,
+        write_deadline: float | None = DEFAULT_WRITE_DEADLINE,
         read_deadline: float | None = DEFAULT_READ_DEADLINE,
         **kwargs: Any,
     ) -> None:
@@ -93,7 +96,9 @@ class EnvstoreFileSystem(ChainedFileSystem):
         # -- end of option handling; each value checked here, when the filesystem is made
         self.fs = fs
         store = store_for(fs)
-        store.read_deadline = check_deadline(read_deadline)
+        store.read_deadline = check_deadline(read_deadline, "read_deadline")
+        if hasattr(store, "write_deadline"):  # S3: bounded write requests
+            store.write_deadline = check_deadline(write_deadline, "write_deadline")
         self.key_uris = key_uri_list(key_uri, "key_uri", MAX_RECIPIENTS)
         self.decrypt_key_uris = key_uri_list(decrypt_key_uris, "decrypt_key_uris")
         self.context = check_context(context)

@@ -41,6 +41,7 @@ ENVSTORE_OPTIONS = (
     "placement",
     "kms_options",
     "key_cache",
+    "write_deadline",
     "read_deadline",
     "target_protocol",
     "target_options",
@@ -174,7 +175,7 @@ def _unknown_message(
         msg += (
             (" " if typos else "")
             + "envstore takes "
-            + ", ".join(ENVSTORE_OPTIONS[:7])
+            + ", ".join(ENVSTORE_OPTIONS[:8])  # up to target_protocol
             + "; options of the inner filesystem go under its protocol name, e.g. "
             + f'storage_options={{"key_uri": ..., "{inner}": {{{shape}}}}}'
         )
@@ -222,12 +223,17 @@ def key_uri_list(value: object, name: str, most: int | None = None) -> list[str]
     return list(value)
 
 
-def check_deadline(value: object) -> float | None:
-    """The ``read_deadline`` option: seconds (> 0) or None (no deadline)."""
+def check_deadline(value: object, name: str = "read_deadline") -> float | None:
+    """``read_deadline`` / ``write_deadline``: seconds (a finite number > 0) or None (no
+    deadline)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError("read_deadline must be a number of seconds > 0, or None")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < float("inf")
+    ):
+        raise ConfigError(f"{name} must be a number of seconds > 0, or None")
     return float(value)
 
 
