@@ -16,6 +16,7 @@ import os
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,36 +205,37 @@ def _reset_instance_caches() -> None:
     EnvstoreFileSystem.clear_instance_cache()
 
 
-@pytest.fixture
-def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Env]:
-    """A clean place on the endpoint (moto reset, or a unique prefix) and a key."""
-    s3_endpoint.check()
+@contextmanager
+def s3_place(endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Env]:
+    """A clean place on ``endpoint`` (moto reset, or a unique prefix) and a key; the body of the
+    ``s3`` fixture, also used by the store contract suite (tests/stores/test_contract.py)."""
+    endpoint.check()
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
-    if not s3_endpoint.external:
+    if not endpoint.external:
         for k, v in DUMMY_AWS_ENV.items():
             monkeypatch.setenv(k, v)
-        req = urllib.request.Request(f"{s3_endpoint.url}/moto-api/reset", method="POST")
+        req = urllib.request.Request(f"{endpoint.url}/moto-api/reset", method="POST")
         urllib.request.urlopen(req, timeout=30).read()
     _reset_instance_caches()
     client = boto3.client(
         "s3",
-        endpoint_url=s3_endpoint.url,
-        aws_access_key_id=s3_endpoint.key,
-        aws_secret_access_key=s3_endpoint.secret,
+        endpoint_url=endpoint.url,
+        aws_access_key_id=endpoint.key,
+        aws_secret_access_key=endpoint.secret,
         aws_session_token=None,
         region_name="us-east-1",
     )
     try:
-        client.head_bucket(Bucket=s3_endpoint.bucket)
+        client.head_bucket(Bucket=endpoint.bucket)
     except client.exceptions.ClientError:
-        client.create_bucket(Bucket=s3_endpoint.bucket)
+        client.create_bucket(Bucket=endpoint.bucket)
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    env = S3Env(s3_endpoint, f"{s3_endpoint.bucket}/{prefix}", key_uri, client)
+    env = S3Env(endpoint, f"{endpoint.bucket}/{prefix}", key_uri, client)
     yield env
     _reset_instance_caches()
-    s3_endpoint.check()  # a server that died mid-test fails the test, with its log tail
-    if s3_endpoint.external:  # leave nothing behind on a shared server
+    endpoint.check()  # a server that died mid-test fails the test, with its log tail
+    if endpoint.external:  # leave nothing behind on a shared server
         for up in env.pending_uploads():
             client.abort_multipart_upload(Bucket=env.bucket, Key=up["Key"], UploadId=up["UploadId"])
         paginator = client.get_paginator("list_objects_v2")
@@ -241,6 +243,13 @@ def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> 
             objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if objs:
                 client.delete_objects(Bucket=env.bucket, Delete={"Objects": objs})
+
+
+@pytest.fixture
+def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Env]:
+    """A clean place on the endpoint (moto reset, or a unique prefix) and a key."""
+    with s3_place(s3_endpoint, key_uri, monkeypatch) as env:
+        yield env
 
 
 @dataclass
