@@ -26,27 +26,47 @@ KiB = 1 << 10
 _S3_OPS = {"CreateMultipartUpload": "InitiateMultipartUpload"}
 
 
+@dataclass(frozen=True)
+class Call:
+    op: str
+    key: str  # the request path (S3: /bucket/key; OSS: the object key)
+    range: str | None
+
+
 class Recorder:
-    """Requests an envstore filesystem sent: ``ops()`` names them, ``clear()`` forgets them."""
+    """Requests an envstore filesystem sent, and GetObject body bytes it received."""
 
     def __init__(self) -> None:
-        self.calls: list[str] = []
+        self._calls: list[Call] = []
+        self._received = 0
+
+    def calls(self, op: str | None = None) -> list[Call]:
+        return [c for c in self._calls if op is None or c.op == op]
 
     def ops(self) -> list[str]:
-        return list(self.calls)
+        return [c.op for c in self.calls()]
+
+    def received(self) -> int:
+        return self._received
 
     def clear(self) -> None:
-        self.calls.clear()
+        self._calls.clear()
+        self._received = 0
 
 
 class _OssRecorder(Recorder):
+    """The OSS server's own request log."""
+
     def __init__(self, env: Any) -> None:
         super().__init__()
         self.env = env
         env.clear()
 
-    def ops(self) -> list[str]:
-        return self.env.ops()
+    def calls(self, op: str | None = None) -> list[Call]:
+        return [Call(c.op, c.key, c.range) for c in self.env.calls(op)]
+
+    def received(self) -> int:
+        return self.env.server.get_bytes
 
     def clear(self) -> None:
         self.env.clear()
@@ -174,11 +194,49 @@ class S3Backend(Backend):
     def record(self, fs: EnvstoreFileSystem) -> Recorder:
         rec = Recorder()
 
-        def before_call(model: Any, **kw: Any) -> None:
-            rec.calls.append(_S3_OPS.get(model.name, model.name))
+        def before_call(model: Any, params: dict[str, Any], **kw: Any) -> None:
+            rng = (params.get("headers") or {}).get("Range")
+            key = str(params.get("url_path", ""))
+            rec._calls.append(Call(_S3_OPS.get(model.name, model.name), key, rng))
 
-        fs.fs.s3.meta.events.register("before-call.s3", before_call)
+        def after_get(parsed: dict[str, Any], **kw: Any) -> None:
+            rec._received += int(parsed.get("ContentLength") or 0)
+
+        events = fs.fs.s3.meta.events
+        events.register("before-call.s3", before_call)
+        events.register("after-call.s3.GetObject", after_get)
         return rec
+
+    def small_copies(self, fs: EnvstoreFileSystem, monkeypatch: Any, limit: int, part: int) -> None:
+        """Copies above ``limit`` bytes go part by part (``part`` bytes each)."""
+        fs.store.copy_threshold = limit
+        fs.store.copy_part_size = part
+
+    def fail_part_copy(self, fs: EnvstoreFileSystem, monkeypatch: Any, number: int) -> None:
+        """Part ``number`` of every multipart copy fails with AccessDenied."""
+        real = fs.fs._call_s3
+
+        async def failing(method: str, *args: Any, **kwargs: Any) -> Any:
+            if method == "upload_part_copy" and kwargs.get("PartNumber") == number:
+                raise PermissionError("injected: access denied to the source range")
+            return await real(method, *args, **kwargs)
+
+        monkeypatch.setattr(fs.fs, "_call_s3", failing)
+
+    def add_metadata(self, name: str, extra: dict[str, str], content_type: str) -> None:
+        """Other user metadata and a content type beside the envelope (a raw CopyObject)."""
+        env = self.env
+        env.client.copy_object(
+            Bucket=env.bucket,
+            Key=env.key(name),
+            CopySource={"Bucket": env.bucket, "Key": env.key(name)},
+            Metadata={**self.metadata(name), **extra},
+            ContentType=content_type,
+            MetadataDirective="REPLACE",
+        )
+
+    def content_type(self, name: str) -> str:
+        return self.env.head(name)["ContentType"]
 
     def get_raw(self, name: str) -> bytes:
         return self.env.raw(name)
@@ -215,6 +273,30 @@ class OssBackend(Backend):
 
     def record(self, fs: EnvstoreFileSystem) -> Recorder:
         return _OssRecorder(self.env)
+
+    def small_copies(self, fs: EnvstoreFileSystem, monkeypatch: Any, limit: int, part: int) -> None:
+        from envstore.stores import oss as oss_module
+
+        monkeypatch.setattr(oss_module, "COPY_LIMIT", limit)
+        fs.store.copy_part_size = part
+
+    def fail_part_copy(self, fs: EnvstoreFileSystem, monkeypatch: Any, number: int) -> None:
+        self.env.server.fail_next(
+            lambda c: c.op == "UploadPartCopy" and c.query.get("partNumber") == str(number),
+            status=403,
+            code="AccessDenied",
+            count=2,
+        )
+
+    def add_metadata(self, name: str, extra: dict[str, str], content_type: str) -> None:
+        headers = {f"x-oss-meta-{k}": v for k, v in extra.items()}
+        headers["Content-Type"] = content_type
+        self.env.client.update_object_meta(
+            self.env.key_of(name), {**self.env.meta_headers(name), **headers}
+        )
+
+    def content_type(self, name: str) -> str:
+        return self.env.head(name).content_type
 
     def get_raw(self, name: str) -> bytes:
         return self.env.raw(name)

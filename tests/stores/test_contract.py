@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pandas as pd
 import pytest
 
@@ -204,16 +206,25 @@ def test_random_ranges(store: Backend) -> None:
     assert fs.cat_file(store.path("big"), start=len(data) + 10) == b""
 
 
-def test_mid_object_range_reads_only_its_chunks(store: Backend) -> None:
+def test_mid_object_range_is_range_exact(store: Backend) -> None:
     fs = store.efs()
-    data = payload(3 * MiB)
+    data = payload(8 * MiB)
     fs.pipe_file(store.path("a"), data)
-    start = MiB + 12_345
-    fresh = store.efs()
-    assert fresh.cat_file(store.path("a"), start, start + MiB) == data[start : start + MiB]
-    with fresh.open(store.path("a"), "rb") as f:
-        f.seek(start)
-        assert f.read(MiB) == data[start : start + MiB]
+    start = 3 * MiB + 12_345
+    limit = MiB + 2 * WIRE_CHUNK + PREFIX
+    for use_file in (False, True):
+        fresh = store.efs()
+        rec = store.record(fresh)
+        if use_file:
+            with fresh.open(store.path("a"), "rb") as f:
+                f.seek(start)
+                assert f.read(MiB) == data[start : start + MiB]
+        else:
+            assert fresh.cat_file(store.path("a"), start, start + MiB) == data[start : start + MiB]
+        if rec is not None:  # one HEAD, one ranged GET of the chunks needed
+            assert rec.ops() == ["HeadObject", "GetObject"], rec.ops()
+            assert rec.calls("GetObject")[0].range
+            assert rec.received() <= limit
 
 
 # -- tamper and truncation detection ----------------------------------------------------------
@@ -517,6 +528,8 @@ def test_set_recipients_rewraps_in_place(store: Backend, other_key_uri: str) -> 
     fs = store.efs(context={"purpose": "test"})
     data = payload(70_000)
     fs.pipe_file(store.path("a"), data)
+    if store.object_store:  # other user metadata and the content type survive a rewrap
+        store.add_metadata("a", {"owner": "team-a"}, "application/x-envstore")
     body_before = _envelope_and_body(store, fs, "a")[2]
     env = fs.envelope(store.path("a")).envelope
     key = fs.ring.open_data_key(env.recipients, env.context)
@@ -526,6 +539,9 @@ def test_set_recipients_rewraps_in_place(store: Backend, other_key_uri: str) -> 
     assert fresh.envelope(store.path("a")).envelope.recipients == (new,)
     if store.object_store:
         assert store.metadata("a")["envstore-key-1"] == new.encode()
+        assert store.metadata("a")["owner"] == "team-a"
+        assert store.content_type("a") == "application/x-envstore"
+    assert store.pending_uploads() == []
     assert _envelope_and_body(store, fresh, "a")[2] == body_before  # body untouched
     assert fresh.cat_file(store.path("a")) == data
     with pytest.raises(KeyAccessError):
@@ -557,10 +573,15 @@ def test_listing_sizes(store: Backend) -> None:
         f.write(payload(33_333))
     sizes["streamed"] = 33_333
     fresh = store.efs()
+    rec = store.record(fresh)
     listed = {e["name"]: e for e in fresh.ls(store.root, detail=True)}
     found = fresh.find(store.root, detail=True)
     assert {n: e["size"] for n, e in found.items()} == {store.path(k): v for k, v in sizes.items()}
+    assert listed[store.path("c")]["size"] == 20_000
     assert listed[store.path("sub")]["type"] == "directory"
+    if rec is not None:  # sizes from the listing alone (stored size - overhead), no HEAD
+        assert listed[store.path("c")]["stored_size"] == body_size(20_000)
+        assert set(rec.ops()) == {"ListObjectsV2"}
     assert fresh.du(store.root) == sum(sizes.values())
     assert fresh.size(store.path("c")) == 20_000
     assert sorted(fresh.glob(store.path("*"))) == sorted(
@@ -607,6 +628,8 @@ def test_pandas_parquet_and_csv(store: Backend) -> None:
     df.to_parquet(url, storage_options=so, row_group_size=5000)
     raw = store.get_raw("t.parquet")
     assert not raw.startswith(b"PAR1") and not raw.endswith(b"PAR1") and b"name-42" not in raw
+    if store.object_store:
+        assert ENVELOPE_KEYS <= set(store.metadata("t.parquet"))
     pd.testing.assert_frame_equal(pd.read_parquet(url, storage_options=so), df)
     pd.testing.assert_frame_equal(
         pd.read_parquet(url, columns=["b"], storage_options=so), df[["b"]]
@@ -633,3 +656,181 @@ def test_pyarrow_dataset_over_prefix(store: Backend) -> None:
     got = table.to_pandas().sort_values("a").reset_index(drop=True)
     want = df[df.d > 5][["a", "c"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_pandas_and_dask_name_the_bad_part(store: Backend) -> None:
+    dd = pytest.importorskip("dask.dataframe")
+    so = store.storage_options()
+    fs = store.efs()
+    for i in range(4):
+        df = pd.DataFrame({"i": range(i * 3000, (i + 1) * 3000)})
+        with fs.open(store.path(f"ds/part.{i}.csv"), "wb") as f:
+            df.to_csv(f, index=False)
+    meta, header, body = _envelope_and_body(store, fs, "ds/part.2.csv")
+    bad_body = bytearray(body)
+    bad_body[len(bad_body) // 2] ^= 1
+    store.put_raw("ds/part.2.csv", header + bytes(bad_body), meta)
+    bad = store.path("ds/part.2.csv")
+    with pytest.raises(IntegrityError) as err:
+        dd.read_csv(store.url("ds/*.csv"), storage_options=so).compute(scheduler="sync")
+    assert bad in str(err.value)
+    with pytest.raises(IntegrityError) as err:
+        pd.read_csv(store.url("ds/part.2.csv"), storage_options=so)
+    assert bad in str(err.value)
+
+
+# -- zarr / xarray and duckdb (issue 13) -------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # zarr: consolidated metadata
+def test_xarray_and_zarr_round_trip(store: Backend) -> None:
+    pytest.importorskip("zarr", minversion="3")
+    pytest.importorskip("xarray")
+    from tests.ecosystem import zarr_round_trip
+
+    def stored() -> dict[str, bytes]:
+        return {k: store.get_raw(k) for k in store.keys() if k.startswith("d/x.zarr/")}
+
+    raw = zarr_round_trip(store.url("d/x.zarr"), store.storage_options(), stored)
+    fs = store.efs()
+    for name in raw:  # every chunk and metadata document is an envstore object
+        assert fs.info(store.path(name))["encrypted"] is True, name
+        if store.object_store:
+            assert ENVELOPE_KEYS <= set(store.metadata(name)), name
+
+
+def test_duckdb_reads_and_writes(store: Backend) -> None:
+    pytest.importorskip("duckdb")
+    from tests.ecosystem import duckdb_round_trip
+
+    duckdb_round_trip(store.efs(), store.root, store.get_raw)
+    if store.object_store:
+        assert ENVELOPE_KEYS <= set(store.metadata("t.parquet"))
+
+
+def test_dask_processes_scheduler(store: Backend) -> None:
+    if store.name == "memory":
+        pytest.skip("memory:// is per process: worker processes cannot see it")
+    dask = pytest.importorskip("dask")
+    dd = pytest.importorskip("dask.dataframe")
+    so = store.storage_options()
+    df = frame(12_000)
+    url = store.url("dd")
+    with dask.config.set(scheduler="processes", num_workers=2):
+        dd.from_pandas(df, npartitions=4).to_parquet(url, storage_options=so, write_index=False)
+        back = dd.read_parquet(url, storage_options=so, columns=["a", "b", "d"]).compute()
+    pd.testing.assert_frame_equal(back.sort_values("a").reset_index(drop=True), df[["a", "b", "d"]])
+    names = [k for k in store.keys() if k.startswith("dd/")]
+    assert len(names) >= 4
+    fs = store.efs()
+    for name in names:
+        assert fs.info(store.path(name))["encrypted"] is True
+        if store.object_store:
+            assert ENVELOPE_KEYS <= set(store.metadata(name))
+
+
+# -- object stores: multipart copies, HEAD cache, request counts --------------------------------
+
+
+def _object_store_only(store: Backend) -> None:
+    if not store.object_store:
+        pytest.skip("object stores only (no multipart copies / HEAD cache here)")
+
+
+def test_multipart_copy_keeps_envelope(store: Backend, monkeypatch) -> None:
+    """Above the store's copy limit (S3 5 GiB, OSS 1 GB) copies go part by part; lowered."""
+    _object_store_only(store)
+    fs = store.multipart_efs()
+    part = 2 * store.part
+    store.small_copies(fs, monkeypatch, limit=3 * part // 2, part=part)
+    data = payload(5 * part + 9)
+    fs.pipe_file(store.path("a"), data)
+    store.add_metadata("a", {"owner": "x"}, "application/x-parquet")
+    rec = store.record(fs)
+    fs.cp_file(store.path("a"), store.path("b"))
+    parts = -(-body_size(len(data)) // part)
+    ops = rec.ops()
+    assert ops.count("UploadPartCopy") == parts and "CopyObject" not in ops
+    assert "GetObject" not in ops and "UploadPart" not in ops
+    assert store.metadata("b") == store.metadata("a")
+    assert store.content_type("b") == "application/x-parquet"
+    assert store.efs().cat_file(store.path("b")) == data
+    fs.mv(store.path("b"), store.path("c"))
+    assert store.keys() == ["a", "c"] and store.pending_uploads() == []
+    assert store.efs().cat_file(store.path("c"), part, part + 5000) == data[part : part + 5000]
+
+
+def test_multipart_copy_failure_aborts(store: Backend, monkeypatch) -> None:
+    _object_store_only(store)
+    fs = store.multipart_efs()
+    part = 2 * store.part
+    store.small_copies(fs, monkeypatch, limit=part // 2, part=part)
+    data = payload(2 * part + 7)
+    fs.pipe_file(store.path("a"), data)
+    store.fail_part_copy(fs, monkeypatch, number=2)
+    rec = store.record(fs)
+    with pytest.raises(PermissionError):
+        fs.cp_file(store.path("a"), store.path("b"))
+    with pytest.raises(PermissionError):
+        fs.mv(store.path("a"), store.path("c"))
+    assert rec.ops().count("AbortMultipartUpload") == 2
+    assert store.keys() == ["a"] and store.pending_uploads() == []
+    monkeypatch.undo()
+    assert store.efs().cat_file(store.path("a")) == data
+
+
+def test_head_cache(store: Backend) -> None:
+    _object_store_only(store)
+    fs = store.efs()
+    path = store.path("a")
+    fs.pipe_file(path, b"x" * 100)
+    rec = store.record(fs)
+    for _ in range(3):
+        assert fs.info(path)["size"] == 100
+        assert fs.isfile(path) and fs.size(path) == 100
+    assert rec.ops() == ["HeadObject"]
+    fs.pipe_file(path, b"y" * 200)  # own writes invalidate
+    assert fs.info(path)["size"] == 200 and fs.cat_file(path) == b"y" * 200
+    other = store.efs()
+    other.pipe_file(path, b"z" * 300)  # another writer: seen after head_ttl
+    with pytest.raises(IntegrityError):  # meanwhile the stale envelope fails closed
+        fs.cat_file(path)
+    fs.store.head_ttl = 0.2
+    fs.store.forget()
+    fs.info(path)
+    time.sleep(0.3)
+    other.pipe_file(path, b"w" * 400)
+    assert fs.info(path)["size"] == 400 and fs.cat_file(path) == b"w" * 400
+    fs.rm(path)
+    assert not fs.isfile(path)
+    with pytest.raises(FileNotFoundError):
+        fs.info(path)
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(path)
+
+
+def test_read_parquet_costs_one_head_per_object(store: Backend) -> None:
+    _object_store_only(store)
+    so = store.storage_options()
+    df = frame(50_000)
+    url = store.url("t.parquet")
+    df.to_parquet(url, storage_options=so, row_group_size=10_000)
+    fs, _ = fsspec.url_to_fs(url, **so)  # the cached instance pandas uses too
+    for i in range(3):
+        with fs.open(store.path(f"parts/p{i}.parquet"), "wb") as f:
+            df.iloc[i * 1000 : (i + 1) * 1000].to_parquet(f)
+    fs.invalidate_cache()
+    rec = store.record(fs)
+    got = pd.read_parquet(url, columns=["b"], storage_options=so)
+    pd.testing.assert_frame_equal(got, df[["b"]])
+    assert len(rec.calls("HeadObject")) == 1, rec.ops()
+    rec.clear()
+    pd.read_parquet(url, columns=["c"], storage_options=so)
+    assert rec.calls("HeadObject") == []  # within the HEAD cache's lifetime
+    rec.clear()
+    back = pd.read_parquet(store.url("parts"), storage_options=so)
+    assert len(back) == 3000
+    heads = [c.key for c in rec.calls("HeadObject")]
+    files = [k for k in heads if k.endswith(".parquet")]
+    assert len(files) == len(set(files)) == 3, heads  # one per object
+    assert len(heads) <= 4, heads  # + one for the directory itself
