@@ -243,7 +243,9 @@ class S3Backend(Backend):
 
     def put_raw(self, name: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
         c = self.env.client
-        c.put_object(Bucket=self.env.bucket, Key=self.env.key(name), Body=body, Metadata=metadata or {})
+        c.put_object(
+            Bucket=self.env.bucket, Key=self.env.key(name), Body=body, Metadata=metadata or {}
+        )
 
     def metadata(self, name: str) -> dict[str, str]:
         return dict(self.env.head(name)["Metadata"])
@@ -253,7 +255,9 @@ class S3Backend(Backend):
 
     def abort_upload(self, upload: Any) -> None:
         c = self.env.client
-        c.abort_multipart_upload(Bucket=self.env.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        c.abort_multipart_upload(
+            Bucket=self.env.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
 
     def keys(self) -> list[str]:
         return self.env.keys()

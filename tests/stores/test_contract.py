@@ -29,11 +29,11 @@ from envstore.keys.local import keygen
 from envstore.objects import Objects
 from tests.readops import READS, outcomes
 from tests.stores.backends import (
-    KiB,
-    MiB,
     Backend,
     FileBackend,
+    KiB,
     MemoryBackend,
+    MiB,
     OssBackend,
     S3Backend,
 )
@@ -45,7 +45,9 @@ BACKENDS = ["memory", "file", "s3", "s3-seaweedfs", "oss"]
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, key_uri: str, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
+def store(
+    request: pytest.FixtureRequest, key_uri: str, tmp_path: Path, monkeypatch
+) -> Iterator[Backend]:
     kind = request.param
     if kind == "memory":
         yield MemoryBackend("memory", request.getfixturevalue("memroot"), key_uri, "memory")
@@ -442,10 +444,13 @@ def test_writer_failing_mid_stream_leaves_nothing(store: Backend, exc: type) -> 
 def test_abandoned_writer_leaves_nothing(store: Backend) -> None:
     fs = store.multipart_efs()
     chunk = payload(100 * KiB)
+    rec = store.record(fs)
     f = fs.open(store.path("gc"), "wb", block_size=store.part)
     for _ in range(3 * (store.part or MiB) // len(chunk)):
         f.write(chunk)
     del f  # garbage-collected without close: discarded, upload aborted
+    if rec is not None:
+        assert rec.ops().count("UploadPart") >= 2 and rec.ops()[-1] == "AbortMultipartUpload"
     assert store.keys() == [] and store.pending_uploads() == []
     assert not fs.exists(store.path("gc"))
 
@@ -459,7 +464,10 @@ def test_upload_vanishing_under_the_writer(store: Backend) -> None:
     rounds = 3 * store.part // len(chunk)
     # S3, MinIO, SeaweedFS and OSS answer NoSuchUpload -> FileNotFoundError; moto answers 500
     moto = isinstance(store, S3Backend) and store.env.endpoint.name == "moto"
-    with pytest.raises(OSError) as info, fs.open(store.path("srv"), "wb", block_size=store.part) as f:
+    with (
+        pytest.raises(OSError) as info,
+        fs.open(store.path("srv"), "wb", block_size=store.part) as f,
+    ):
         for _ in range(rounds):
             f.write(chunk)
         (up,) = store.pending_uploads()
@@ -602,6 +610,9 @@ def test_errors_are_builtin_oserrors(store: Backend) -> None:
         fs.cat_file(store.path("dir"))
     assert fs.isdir(store.path("dir")) and not fs.isfile(store.path("dir"))
     assert fs.info(store.path("dir"))["type"] == "directory"
+    if store.object_store:
+        with pytest.raises(FileNotFoundError):
+            fs.cat_file("no-such-bucket-envstore/x")
     fs.rm(store.path("dir/x"))
     assert not fs.exists(store.path("dir/x"))
     with pytest.raises(FileNotFoundError):
