@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -39,24 +38,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("moto server did not start")
 
 
 def setup_env() -> None:
@@ -310,9 +291,9 @@ def main() -> None:
     import envstore  # noqa: F401
     from envstore.keys.local import keygen
     from envstore.stores.s3 import DEFAULT_PART_SIZE
+    from tests.servers import moto  # the one moto helper of tests and benchmarks
 
-    proc, endpoint = start_moto()
-    try:
+    with moto.process() as endpoint:
         boto3.client(
             "s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench"
         ).create_bucket(Bucket=BUCKET)
@@ -326,13 +307,6 @@ def main() -> None:
         rows += middle_range(endpoint, key_uri, args.mib)
         rows += parquet_projection(endpoint, key_uri)
         rows += peak_rss(endpoint, key_uri, args.rss_mib)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))

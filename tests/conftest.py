@@ -100,3 +100,17 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mini]:
         yield mini
     finally:
         mini.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The session's one moto server (S3 and AWS KMS) on 127.0.0.1; dummy AWS credentials in
+    the environment for the session. Fixtures that use it reset it per test."""
+    pytest.importorskip("moto")
+    from tests.servers import moto
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in moto.DUMMY_AWS_ENV.items():
+            mp.setenv(name, value)
+        with moto.threaded() as url:
+            yield url

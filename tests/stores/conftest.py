@@ -13,7 +13,6 @@ removes its objects and pending uploads afterwards.
 from __future__ import annotations
 
 import os
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,15 +28,8 @@ boto3 = pytest.importorskip("boto3")
 from s3fs import S3FileSystem  # noqa: E402
 
 from envstore.fs import EnvstoreFileSystem  # noqa: E402
+from tests.servers.moto import DUMMY_AWS_ENV, reset  # noqa: E402
 from tests.servers.seaweedfs import Mini  # noqa: E402
-
-DUMMY_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "envstore-test",
-    "AWS_SECRET_ACCESS_KEY": "envstore-test",
-    "AWS_SESSION_TOKEN": "envstore-test",
-    "AWS_SECURITY_TOKEN": "envstore-test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @dataclass(frozen=True)
@@ -125,20 +117,6 @@ class S3Env:
         return sorted(o["Key"][len(self.prefix) + 1 :] for o in out.get("Contents", []))
 
 
-def _set_env(env: dict[str, str]) -> dict[str, str | None]:
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    return old
-
-
-def _restore_env(old: dict[str, str | None]) -> None:
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 def _external_endpoint() -> Endpoint:
     return Endpoint(
         url=os.environ["ENVSTORE_TEST_S3_ENDPOINT"],
@@ -150,28 +128,16 @@ def _external_endpoint() -> Endpoint:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[Endpoint]:
-    """A moto ThreadedMotoServer on 127.0.0.1 (reset before each test by ``s3``)."""
-    pytest.importorskip("moto")
-    from moto.server import ThreadedMotoServer
-
-    # dummy credentials for the whole session (worker processes inherit them too)
-    old = _set_env(DUMMY_AWS_ENV)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield Endpoint(
-            url=f"http://{host}:{port}",
-            key="envstore-test",
-            secret="envstore-test",
-            bucket="envstore-test",
-            external=False,
-            name="moto",
-        )
-    finally:
-        server.stop()
-        _restore_env(old)
+def moto_endpoint(moto_server: str) -> Endpoint:
+    """The session's moto server (tests/conftest.py; reset before each test by ``s3``)."""
+    return Endpoint(
+        url=moto_server,
+        key="envstore-test",
+        secret="envstore-test",
+        bucket="envstore-test",
+        external=False,
+        name="moto",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -215,8 +181,7 @@ def s3_place(endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) 
     if not endpoint.external:
         for k, v in DUMMY_AWS_ENV.items():
             monkeypatch.setenv(k, v)
-        req = urllib.request.Request(f"{endpoint.url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(req, timeout=30).read()
+        reset(endpoint.url)
     _reset_instance_caches()
     client = boto3.client(
         "s3",
