@@ -253,6 +253,14 @@ class S3Backend(Backend):
     def pending_uploads(self) -> list[Any]:
         return self.env.pending_uploads()
 
+    def start_upload(self, name: str) -> str:
+        """A multipart upload started (and left) by someone else; its id."""
+        c = self.env.client
+        return c.create_multipart_upload(Bucket=self.env.bucket, Key=self.env.key(name))["UploadId"]
+
+    def upload_id(self, upload: Any) -> str:
+        return upload["UploadId"]
+
     def abort_upload(self, upload: Any) -> None:
         c = self.env.client
         c.abort_multipart_upload(
@@ -314,6 +322,12 @@ class OssBackend(Backend):
 
     def pending_uploads(self) -> list[Any]:
         return self.env.pending_uploads()
+
+    def start_upload(self, name: str) -> str:
+        return self.env.client.init_multipart_upload(self.env.key_of(name)).upload_id
+
+    def upload_id(self, upload: Any) -> str:
+        return upload.upload_id
 
     def abort_upload(self, upload: Any) -> None:
         self.env.client.abort_multipart_upload(upload.key, upload.upload_id)

@@ -493,6 +493,26 @@ def test_exclusive_create(store: Backend) -> None:
     assert store.keys() == ["x", "y"] and store.pending_uploads() == []
 
 
+@pytest.mark.parametrize("size", [100, 3], ids=["put", "multipart"])
+def test_exclusive_create_refused_at_commit(store: Backend, monkeypatch, size: int) -> None:
+    """The object appears after the early exists() check: the store refuses the commit."""
+    size = size if size == 100 else size * (store.part or MiB)
+    fs = store.multipart_efs()
+    fs.pipe_file(store.path("o"), b"first")
+    monkeypatch.setattr(type(fs), "exists", lambda self, p, **kw: False)
+    with pytest.raises(FileExistsError):
+        fs.pipe_file(store.path("o"), os.urandom(size), mode="create")
+    w = fs.open(store.path("p"), "xb", block_size=store.part)  # nothing there yet
+    w.write(os.urandom(size))
+    store.efs().pipe_file(store.path("p"), b"second")  # another writer wins meanwhile
+    with pytest.raises(FileExistsError):
+        w.close()
+    monkeypatch.undo()
+    assert fs.cat_file(store.path("o")) == b"first"
+    assert store.efs().cat_file(store.path("p")) == b"second"
+    assert store.keys() == ["o", "p"] and store.pending_uploads() == []
+
+
 def test_envelope_too_big_for_metadata(store: Backend, tmp_path: Path) -> None:
     uris = [f"local://{keygen(tmp_path / 'many' / f'k{i}.key')}" for i in range(16)]
     context = {"purpose": "x" * 3040}
@@ -554,6 +574,31 @@ def test_set_recipients_rewraps_in_place(store: Backend, other_key_uri: str) -> 
     assert fresh.cat_file(store.path("a")) == data
     with pytest.raises(KeyAccessError):
         store.efs(context={"purpose": "test"}).cat_file(store.path("a"))
+
+
+def test_rewrap_race_leaves_the_new_object(store: Backend, other_key_uri: str, monkeypatch) -> None:
+    """Another writer replaces the object while rewrap wraps the key: rewrap refuses
+    (ConcurrentModificationError) and the new object stays."""
+    from envstore.errors import ConcurrentModificationError
+    from envstore.keys.local import LocalKeyProvider
+
+    store.efs().pipe_file(store.path("o"), b"version 1")
+    writer = store.efs()
+    original = LocalKeyProvider.wrap
+    raced: list[bool] = []
+
+    def wrap_then_race(self, key, context):
+        out = original(self, key, context)
+        if not raced:
+            raced.append(True)
+            writer.pipe_file(store.path("o"), b"version 2")
+        return out
+
+    monkeypatch.setattr(LocalKeyProvider, "wrap", wrap_then_race)
+    with pytest.raises(ConcurrentModificationError):
+        envstore.rewrap(store.url("o"), other_key_uri, **store.storage_options())
+    monkeypatch.undo()
+    assert store.efs().cat_file(store.path("o")) == b"version 2"
 
 
 def test_rewrap_through_the_api(store: Backend, other_key_uri: str) -> None:
@@ -627,6 +672,25 @@ def test_clean_finds_nothing_after_clean_writes(store: Backend) -> None:
         raise Boom()
     assert envstore.clean(store.url(""), older_than=0, **store.storage_options()) == []
     assert store.keys() == ["a"] and store.pending_uploads() == []
+
+
+def test_clean_aborts_stale_uploads_under_the_prefix(store: Backend) -> None:
+    _object_store_only(store)
+    mine = store.start_upload("a/part")
+    other = store.start_upload("b/part")
+    opts = store.storage_options()
+    url = store.url("a")
+    if not (isinstance(store, S3Backend) and store.env.endpoint.name == "moto"):
+        assert envstore.clean(url, older_than="1h", **opts) == []  # too young (moto: 2010)
+    found = envstore.clean(url, older_than=0, dry_run=True, **opts)
+    assert [(f["kind"], f["upload_id"], f["removed"]) for f in found] == [
+        ("multipart-upload", mine, False)
+    ]
+    assert len(store.pending_uploads()) == 2
+    found = envstore.clean(url, older_than=0, **opts)
+    assert [(f["upload_id"], f["removed"]) for f in found] == [(mine, True)]
+    assert [store.upload_id(u) for u in store.pending_uploads()] == [other]
+    store.abort_upload(store.pending_uploads()[0])
 
 
 # -- data frames -------------------------------------------------------------------------------
