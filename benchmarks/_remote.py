@@ -159,6 +159,9 @@ def rss(backend: str, server: Server, key_uri: str, mib: int) -> Row:
         plain_write(backend, server, "warm-plain", 1, block)
         out["plain"] = rss_child(backend, server, "plain", key_uri)
     size = blocks * STEP
+    for client, r in out.items():  # a short stream would make a small RSS meaningless
+        if r["bytes"] != size:
+            raise RuntimeError(f"{backend} {client}: streamed {r['bytes']} of {size} bytes")
 
     def fmt(r: dict[str, float]) -> str:
         return f"+{r['extra'] / MiB:.0f} MiB ({size / r['seconds'] / MiB:.0f} MiB/s)"
