@@ -144,7 +144,7 @@ def main() -> None:
     null_fs = fsspec.filesystem(
         "envstore", target_protocol="memory", key_uri=f"local://{key}", skip_instance_cache=True
     )
-    null_fs.store.open_sink = lambda path, metadata, size_hint: NullSink()
+    null_fs.store.open_sink = lambda path, metadata, size_hint, exclusive=False: NullSink()
 
     cases = {
         "null_w": writer(null_fs.open, "/bench/null"),

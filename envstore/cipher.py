@@ -64,7 +64,6 @@ class Encryptor:
         "_native",
         "_pending",
         "finalized",
-        "plain_bytes",
         "prefix",
     )
 
@@ -79,7 +78,6 @@ class Encryptor:
         (default where available and no salt is given) or the hazmat AES-GCM loop."""
         self._index = 0
         self._pending = bytearray()  # plaintext of an incomplete chunk (hazmat path)
-        self.plain_bytes = 0
         self.finalized = False
         if native is None:
             native = _Native is not None and salt is None
@@ -102,10 +100,6 @@ class Encryptor:
     def __reduce__(self) -> NoReturn:
         raise TypeError("Encryptor holds key material and must not be pickled")
 
-    @staticmethod
-    def wire_size(nchunks: int) -> int:
-        return nchunks * WIRE_CHUNK
-
     def _nonce(self, index: int) -> bytes:
         if index >= MAX_CHUNKS:
             raise OverflowError("C2SP chunk limit reached")
@@ -127,7 +121,6 @@ class Encryptor:
             if written != n * WIRE_CHUNK:
                 raise RuntimeError("encrypt_full_into after a partial update()")
             self._index += n
-            self.plain_bytes += n * CHUNK
             return written
         aead, nonce, index = self._aead, self._nonce, self._index
         if _HAS_INTO:
@@ -145,7 +138,6 @@ class Encryptor:
                     nonce(index + i), data[i * CHUNK : (i + 1) * CHUNK], None
                 )
         self._index = index + n
-        self.plain_bytes += n * CHUNK
         return n * WIRE_CHUNK
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
@@ -153,7 +145,6 @@ class Encryptor:
         if self.finalized:
             raise ValueError("encryptor already finalized")
         if self._native is not None:
-            self.plain_bytes += len(data)
             return self._native.update(data)
         view = memoryview(data).cast("B")
         if self._pending:
@@ -182,7 +173,6 @@ class Encryptor:
             return self._native.finalize()
         assert len(self._pending) < CHUNK
         sealed = self._aead.encrypt(self._nonce(self._index), bytes(self._pending), None)
-        self.plain_bytes += len(self._pending)
         self._pending.clear()
         self._index += 1
         return sealed

@@ -15,6 +15,7 @@ __all__ = [
     "KeyAccessError",
     "NotEncryptedError",
     "OutcomeUnknownError",
+    "describe",
 ]
 
 
@@ -64,3 +65,14 @@ class OutcomeUnknownError(EnvstoreError, OSError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return type(self), (self.path, self.detail)
+
+
+def describe(exc: BaseException) -> str:
+    """An error on one line as ``Type: message`` (OSErrors with a file as ``path: reason``):
+    what the CLI prints and what verify/migrate report per object."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc)
+    text = " ".join(text.split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

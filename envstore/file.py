@@ -25,7 +25,6 @@ from envstore.format import (
     final_chunk,
     wire_span,
 )
-from envstore.keys.base import WrappedKey
 from envstore.stores.base import Sink, Store
 
 if TYPE_CHECKING:
@@ -33,6 +32,8 @@ if TYPE_CHECKING:
 
 #: keep the last decrypted run for follow-up reads up to this size
 _RUN_CACHE = (4 << 20) + 2 * CHUNK
+#: plaintext bytes per piece when streaming a whole object (ObjectReader.stream)
+STREAM_STEP = 256 * CHUNK
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -189,6 +190,13 @@ class ObjectReader:
         lo = first * CHUNK
         return bytes(memoryview(plain)[start - lo : end - lo])
 
+    def stream(self, step: int = STREAM_STEP) -> Iterator[bytes]:
+        """The whole plaintext in pieces of ``step`` bytes, then the final chunk authenticated:
+        the one way envstore reads an object to its end (cat, get_file, verify, migrate)."""
+        for pos in range(0, self.plain_len, step):
+            yield self.read(pos, pos + step)
+        self.authenticate_end()
+
     @_named
     def authenticate_end(self) -> None:
         """Fetch and authenticate the final chunk (size and end-relative positions rely on it).
@@ -275,24 +283,23 @@ class EnvstoreWriteFile(io.RawIOBase):
 
     def __init__(
         self,
-        fs: Any,
+        on_commit: Callable[[str], None],
         path: str,
         sink: Sink,
         encryptor: Encryptor,
         header: bytes | None,
-        recipients: list[WrappedKey],
         block_size: int | None = None,
         size: int | None = None,
     ) -> None:
         super().__init__()
-        self.fs = fs
+        #: called with the path once the object is committed (the object layer's forget)
+        self.on_commit = on_commit
         #: plaintext bytes this object must have (declared in its envelope), or None
         self.size = size
         self.path = path
         self.mode = "wb"
         self._sink = sink
         self._enc = encryptor
-        self._recipients = recipients
         nchunks = max(1, (block_size or 4 << 20) // CHUNK)
         self.blocksize = nchunks * CHUNK
         self._buf = bytearray(self.blocksize)
@@ -412,7 +419,7 @@ class EnvstoreWriteFile(io.RawIOBase):
             raise
         self._done = True
         self._release()
-        self.fs._written(self.path, self._recipients, self._pos)
+        self.on_commit(self.path)
 
     def discard(self) -> None:
         """Abandon the object: nothing is written at the destination."""

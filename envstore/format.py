@@ -14,11 +14,11 @@ import binascii
 import json
 import re
 import struct
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from envstore.errors import FormatError, IntegrityError, NotEncryptedError
-from envstore.keys.base import WrappedKey, canonical_context
+from envstore.errors import ConfigError, FormatError, IntegrityError, NotEncryptedError
 
 VERSION = 1
 SUITE = "C2SP-CE-v1-AES256GCM-SHA512"
@@ -51,8 +51,97 @@ FIELD_PREFIX = "envstore-"
 MAX_RECIPIENTS = 16
 MAX_FIELD = 4096  # characters per field value
 MAX_CONTEXT_ITEMS = 64
+#: canonical context JSON bytes: its base64url field must fit MAX_FIELD characters
+MAX_CONTEXT_BYTES = 3072
+#: bytes of one wrapped data key in a recipient field
+MAX_BLOB = 4096
 _KEY_FIELD = re.compile(r"envstore-key-([1-9][0-9]?)\Z")
 _SIZE = re.compile(r"(0|[1-9][0-9]{0,18})\Z")
+
+
+def canonical_context(context: Mapping[str, str]) -> bytes:
+    """Canonical JSON of an encryption context (sorted keys, no spaces, UTF-8)."""
+    return json.dumps(
+        dict(context), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    """One recipient of an object's data key: what a provider needs to unwrap it.
+
+    ``provider`` is the provider family (``local``, ``alikms``, ``alikms-instance``,
+    ``awskms``), ``key_id`` the wrapping key's identifier as the provider reports it,
+    ``blob`` the wrapped data key and ``params`` what the KMS needs back (e.g. IV, algorithm).
+    None of it is secret.
+    """
+
+    provider: str
+    key_id: str
+    blob: bytes
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        """ASCII form stored in an ``envstore-key-N`` metadata field."""
+        parts = [
+            urllib.parse.quote(self.provider, safe=""),
+            urllib.parse.quote(self.key_id, safe=""),
+            base64.b64encode(self.blob).decode("ascii"),
+        ]
+        if self.params:
+            parts.append(urllib.parse.urlencode(sorted(self.params.items())))
+        return ";".join(parts)
+
+    @classmethod
+    def decode(cls, text: str) -> WrappedKey:
+        parts = text.split(";")
+        if len(parts) not in (3, 4) or not parts[0] or not parts[2]:
+            raise FormatError("malformed recipient field")
+        try:
+            blob = base64.b64decode(parts[2], validate=True)
+        except (binascii.Error, ValueError):
+            raise FormatError("recipient blob is not base64") from None
+        if len(blob) > MAX_BLOB:
+            raise FormatError("recipient blob too long")
+        params: dict[str, str] = {}
+        if len(parts) == 4:
+            try:
+                pairs = urllib.parse.parse_qsl(
+                    parts[3], keep_blank_values=True, strict_parsing=True
+                )
+            except ValueError:
+                raise FormatError("malformed recipient parameters") from None
+            params = dict(pairs)
+            if len(params) != len(pairs):
+                raise FormatError("duplicate recipient parameter")
+        return cls(
+            provider=urllib.parse.unquote(parts[0]),
+            key_id=urllib.parse.unquote(parts[1]),
+            blob=blob,
+            params=params,
+        )
+
+
+def check_context(context: object) -> dict[str, str]:
+    """An encryption context given as an option: a dict of str to str within the bounds
+    readers accept (ConfigError otherwise); None is the empty context."""
+    if context is None:
+        return {}
+    if (
+        not isinstance(context, Mapping)
+        or len(context) > MAX_CONTEXT_ITEMS
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in context.items())
+    ):
+        raise ConfigError(
+            f"context must be a dict of str to str (at most {MAX_CONTEXT_ITEMS} entries)"
+        )
+    try:
+        encoded = canonical_context(context)
+    except UnicodeError:
+        raise ConfigError("context keys and values must be valid Unicode text") from None
+    if len(encoded) > MAX_CONTEXT_BYTES:
+        raise ConfigError(f"context is {len(encoded)} bytes as JSON; at most {MAX_CONTEXT_BYTES}")
+    return dict(context)
 
 
 def has_envelope(fields: Mapping[str, str] | None) -> bool:
@@ -168,68 +257,14 @@ class Envelope:
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> Envelope:
         """Parse envelope fields strictly: bounded, canonical, known version and suite."""
-        ours = {k.lower(): v for k, v in fields.items() if k.lower().startswith(FIELD_PREFIX)}
-        if len(ours) != sum(1 for k in fields if k.lower().startswith(FIELD_PREFIX)):
-            # names match case-insensitively: two spellings of one name are two values for
-            # one field, and which one wins must not depend on the store's dict order
-            raise FormatError("duplicate envelope field names (names match case-insensitively)")
-        if not ours:
-            raise NotEncryptedError("object has no envstore envelope (not written by envstore)")
-        if len(ours) > 6 + MAX_RECIPIENTS:
-            raise FormatError("too many envelope fields")
-        for k, v in ours.items():
-            if not isinstance(v, str) or len(v) > MAX_FIELD or not v.isascii():
-                raise FormatError(f"envelope field {k} is not a bounded ASCII string")
-        version = ours.get(F_VERSION)
-        if version != str(VERSION):
-            raise FormatError(
-                f"unsupported envstore format version {version!r} (this envstore reads {VERSION})"
-            )
-        if ours.get(F_SUITE) != SUITE:
-            raise FormatError(f"unsupported envstore suite {ours.get(F_SUITE)!r}")
-        size: int | None = None
-        if F_SIZE in ours:
-            if not _SIZE.match(ours[F_SIZE]):
-                raise FormatError("envstore-size is not a decimal size")
-            size = int(ours[F_SIZE])
-        context: dict[str, str] = {}
-        if F_CONTEXT in ours:
-            try:
-                raw = base64.urlsafe_b64decode(ours[F_CONTEXT].encode("ascii"))
-                context = json.loads(raw.decode("utf-8"))
-            except (binascii.Error, ValueError, UnicodeError, RecursionError):
-                raise FormatError("envstore-context is not base64url JSON") from None
-            if (
-                not isinstance(context, dict)
-                or not context
-                or len(context) > MAX_CONTEXT_ITEMS
-                or not all(isinstance(k, str) and isinstance(v, str) for k, v in context.items())
-            ):
-                raise FormatError("envstore-context must be a non-empty JSON object of strings")
+        ours = _our_fields(fields)
+        size = _parse_size(ours.get(F_SIZE))
+        context = _parse_context(ours.get(F_CONTEXT))
         if F_SALT not in ours or F_COMMITMENT not in ours:
             raise FormatError("envelope lacks envstore-salt/envstore-commitment")
         salt = unb64(ours[F_SALT], "envstore-salt", SALT)
         commitment = unb64(ours[F_COMMITMENT], "envstore-commitment", COMMITMENT)
-        numbered: dict[int, WrappedKey] = {}
-        for k, v in ours.items():
-            if k.startswith(F_KEY_PREFIX):
-                m = _KEY_FIELD.match(k)
-                if not m:
-                    raise FormatError(f"bad recipient field name {k}")
-                numbered[int(m.group(1))] = WrappedKey.decode(v)
-            elif k not in (F_VERSION, F_SUITE, F_SIZE, F_CONTEXT, F_SALT, F_COMMITMENT):
-                raise FormatError(f"unknown envelope field {k}")
-        if not numbered or sorted(numbered) != list(range(1, len(numbered) + 1)):
-            raise FormatError("recipients must be numbered envstore-key-1..N without gaps")
-        if len(numbered) > MAX_RECIPIENTS:
-            raise FormatError("too many recipients")
-        env = cls(
-            recipients=tuple(numbered[i] for i in sorted(numbered)),
-            salt=salt,
-            commitment=commitment,
-            context=context,
-            size=size,
-        )
+        env = cls(_parse_recipients(ours), salt, commitment, context, size)
         try:
             canonical = env.to_fields()
         except UnicodeError:  # e.g. a lone surrogate in the context: not UTF-8 encodable
@@ -259,6 +294,76 @@ class Envelope:
             raise IntegrityError(
                 f"object holds {plain_len} plaintext bytes but its envelope says {self.size}"
             )
+
+
+# -- parsing envelope fields (Envelope.from_fields) -----------------------------------------
+
+
+def _our_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    """The ``envstore-`` fields, lowercased; bounded ASCII, known version and suite."""
+    ours = {k.lower(): v for k, v in fields.items() if k.lower().startswith(FIELD_PREFIX)}
+    if len(ours) != sum(1 for k in fields if k.lower().startswith(FIELD_PREFIX)):
+        # names match case-insensitively: two spellings of one name are two values for
+        # one field, and which one wins must not depend on the store's dict order
+        raise FormatError("duplicate envelope field names (names match case-insensitively)")
+    if not ours:
+        raise NotEncryptedError("object has no envstore envelope (not written by envstore)")
+    if len(ours) > 6 + MAX_RECIPIENTS:
+        raise FormatError("too many envelope fields")
+    for k, v in ours.items():
+        if not isinstance(v, str) or len(v) > MAX_FIELD or not v.isascii():
+            raise FormatError(f"envelope field {k} is not a bounded ASCII string")
+    version = ours.get(F_VERSION)
+    if version != str(VERSION):
+        raise FormatError(
+            f"unsupported envstore format version {version!r} (this envstore reads {VERSION})"
+        )
+    if ours.get(F_SUITE) != SUITE:
+        raise FormatError(f"unsupported envstore suite {ours.get(F_SUITE)!r}")
+    return ours
+
+
+def _parse_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not _SIZE.match(text):
+        raise FormatError("envstore-size is not a decimal size")
+    return int(text)
+
+
+def _parse_context(text: str | None) -> dict[str, str]:
+    if text is None:
+        return {}
+    try:
+        raw = base64.urlsafe_b64decode(text.encode("ascii"))
+        context = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeError, RecursionError):
+        raise FormatError("envstore-context is not base64url JSON") from None
+    if (
+        not isinstance(context, dict)
+        or not context
+        or len(context) > MAX_CONTEXT_ITEMS
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in context.items())
+    ):
+        raise FormatError("envstore-context must be a non-empty JSON object of strings")
+    return context
+
+
+def _parse_recipients(ours: Mapping[str, str]) -> tuple[WrappedKey, ...]:
+    numbered: dict[int, WrappedKey] = {}
+    for k, v in ours.items():
+        if k.startswith(F_KEY_PREFIX):
+            m = _KEY_FIELD.match(k)
+            if not m:
+                raise FormatError(f"bad recipient field name {k}")
+            numbered[int(m.group(1))] = WrappedKey.decode(v)
+        elif k not in (F_VERSION, F_SUITE, F_SIZE, F_CONTEXT, F_SALT, F_COMMITMENT):
+            raise FormatError(f"unknown envelope field {k}")
+    if not numbered or sorted(numbered) != list(range(1, len(numbered) + 1)):
+        raise FormatError("recipients must be numbered envstore-key-1..N without gaps")
+    if len(numbered) > MAX_RECIPIENTS:
+        raise FormatError("too many recipients")
+    return tuple(numbered[i] for i in sorted(numbered))
 
 
 # -- in-object header ----------------------------------------------------------------------

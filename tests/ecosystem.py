@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from envstore.fs import EnvstoreFileSystem
+from envstore.objects import Objects
 
 #: the dataset: 64 x 64 float64, chunks of 16 x 16 -> 16 chunk objects under t/c/<i>/<j>
 SHAPE, CHUNKS = (64, 64), (16, 16)
@@ -30,18 +31,18 @@ def objects_read() -> Iterator[list[str]]:
     """Inner paths of every object envstore opens for content (one entry per open)."""
     seen: list[str] = []
     lock = threading.Lock()
-    original = EnvstoreFileSystem._reader
+    original = Objects.reader
 
-    def spy(self: EnvstoreFileSystem, path: str) -> Any:
+    def spy(self: Objects, path: str, shown: Any = None) -> Any:
         with lock:
-            seen.append(self._strip_protocol(path))
-        return original(self, path)
+            seen.append(path)
+        return original(self, path, shown)
 
-    EnvstoreFileSystem._reader = spy  # type: ignore[method-assign]
+    Objects.reader = spy  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        EnvstoreFileSystem._reader = original  # type: ignore[method-assign]
+        Objects.reader = original  # type: ignore[method-assign]
 
 
 def chunk_keys(paths: list[str], var: str = "t") -> set[str]:

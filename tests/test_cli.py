@@ -336,24 +336,38 @@ def test_console_script_errors_and_debug(tmp_path: Path, key_uri: str) -> None:
     assert usage.returncode == 2 and "Usage:" in usage.stderr
 
 
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 with a bucket ``cli``; yields its endpoint URL."""
-    pytest.importorskip("s3fs")
+def _make_cli_bucket(url: str) -> None:
     boto3 = pytest.importorskip("boto3")
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+        region_name="us-east-1",
+    )
+    try:
+        client.head_bucket(Bucket="cli")
+    except client.exceptions.ClientError:
+        client.create_bucket(Bucket="cli")
+
+
+@pytest.fixture(scope="module", params=["moto", "seaweedfs"])
+def moto_s3(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An S3 server on 127.0.0.1 with a bucket ``cli`` (moto, or the session's SeaweedFS);
+    yields its endpoint URL."""
+    pytest.importorskip("s3fs")
+    if request.param == "seaweedfs":
+        url = request.getfixturevalue("seaweedfs").s3_url
+        _make_cli_bucket(url)
+        yield url
+        return
     server_mod = pytest.importorskip("moto.server")
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     try:
-        boto3.client(
-            "s3",
-            endpoint_url=url,
-            aws_access_key_id="k",
-            aws_secret_access_key="s",
-            region_name="us-east-1",
-        ).create_bucket(Bucket="cli")
+        _make_cli_bucket(url)
         yield url
     finally:
         server.stop()

@@ -19,6 +19,7 @@ from envstore.errors import IntegrityError, KeyAccessError
 from envstore.format import CHUNK, PREFIX, TAG, WIRE_CHUNK, Envelope, encode_header
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
+from envstore.objects import Objects
 from tests.readops import READS, outcome, outcomes
 
 SIZE = 3 * CHUNK + 100  # four chunks: three full, a short final one
@@ -50,7 +51,7 @@ def four_chunks(efs) -> tuple[EnvstoreFileSystem, str, bytes]:
 def _truncate_after_locate(monkeypatch, fs: EnvstoreFileSystem, cut: Callable[[Any], int]):
     """Every read locates the object, then finds it truncated (a concurrent writer, a proxy).
     Returns a function that puts the intact object back (run before each read path)."""
-    orig = EnvstoreFileSystem._locate
+    orig = Objects.locate
     state: dict[str, bytes] = {}
 
     def locate(self, path, head=None):
@@ -63,7 +64,7 @@ def _truncate_after_locate(monkeypatch, fs: EnvstoreFileSystem, cut: Callable[[A
         for path, raw in state.items():
             fs.fs.pipe_file(path, raw)
 
-    monkeypatch.setattr(EnvstoreFileSystem, "_locate", locate)
+    monkeypatch.setattr(Objects, "locate", locate)
     return restore
 
 

@@ -127,13 +127,17 @@ def _envstore_on_path(tmp_path: Path) -> Path:
 def test_cli_quickstart_runs_as_written(tmp_path: Path, moto_s3: str) -> None:
     import boto3
 
-    boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=moto_s3,
         aws_access_key_id="envstore",
         aws_secret_access_key="envstore-secret",
         region_name="us-east-1",
-    ).create_bucket(Bucket="envstore-test")  # what docker-compose's mc job does
+    )
+    try:  # what docker-compose's mc job does (the session's SeaweedFS may have it already)
+        client.create_bucket(Bucket="envstore-test")
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
     code = _cli_quickstart()
     assert code.count(MINIO) == 1  # the endpoint is set once
     lines = [line for line in code.splitlines() if not line.startswith("pip install")]

@@ -13,6 +13,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 import envstore
 from envstore import IntegrityError, KeyAccessError, NotEncryptedError
 from envstore.keys.local import keygen
+from envstore.objects import Objects
 
 
 def make_tree(root: Path) -> dict[str, bytes]:
@@ -195,8 +196,6 @@ def test_memory_fixture_is_clean(memroot: str) -> None:
 def test_interrupted_rewrap_leaves_every_object_readable(
     tmp_path: Path, key_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from envstore.fs import EnvstoreFileSystem
-
     new_uri = f"local://{keygen(tmp_path / 'new.key')}"
     src = tmp_path / "src"
     src.mkdir()
@@ -205,7 +204,7 @@ def test_interrupted_rewrap_leaves_every_object_readable(
     url = f"envstore::file://{tmp_path}/store"
     envstore.upload(src, url, recursive=True, key_uri=key_uri)
     calls = {"n": 0}
-    original = EnvstoreFileSystem.set_recipients
+    original = Objects.set_recipients
 
     def flaky(self, path, recipients, expect=None):
         calls["n"] += 1
@@ -213,7 +212,7 @@ def test_interrupted_rewrap_leaves_every_object_readable(
             raise KeyboardInterrupt
         return original(self, path, recipients, expect)
 
-    monkeypatch.setattr(EnvstoreFileSystem, "set_recipients", flaky)
+    monkeypatch.setattr(Objects, "set_recipients", flaky)
     with pytest.raises(KeyboardInterrupt):
         envstore.rewrap(url, new_uri, recursive=True, key_uri=key_uri)
     monkeypatch.undo()
@@ -236,7 +235,6 @@ def test_interrupted_rewrap_leaves_every_object_readable(
 def test_rerunning_an_interrupted_rewrap_completes_it(
     tmp_path: Path, key_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from envstore.fs import EnvstoreFileSystem
 
     new_uri = f"local://{keygen(tmp_path / 'new.key')}"
     src = tmp_path / "src"
@@ -245,7 +243,7 @@ def test_rerunning_an_interrupted_rewrap_completes_it(
         (src / f"f{i}").write_bytes(os.urandom(1000 + i))
     url = f"envstore::file://{tmp_path}/store"
     envstore.upload(src, url, recursive=True, key_uri=key_uri)
-    original = EnvstoreFileSystem.set_recipients
+    original = Objects.set_recipients
     calls = {"n": 0}
 
     def flaky(self, path, recipients, expect=None):
@@ -254,7 +252,7 @@ def test_rerunning_an_interrupted_rewrap_completes_it(
             raise OSError("connection reset")
         return original(self, path, recipients, expect)
 
-    monkeypatch.setattr(EnvstoreFileSystem, "set_recipients", flaky)
+    monkeypatch.setattr(Objects, "set_recipients", flaky)
     with pytest.raises(OSError):
         envstore.rewrap(url, new_uri, recursive=True, key_uri=key_uri)
     monkeypatch.undo()
@@ -327,7 +325,7 @@ def test_many_files_in_parallel_count_every_byte(tmp_path: Path, key_uri: str) -
 
 
 def test_pool_raises_the_first_error_and_stops(tmp_path: Path) -> None:
-    from envstore.transfer import _pool
+    from envstore.transfer import run_pool
 
     started: list[int] = []
 
@@ -337,12 +335,12 @@ def test_pool_raises_the_first_error_and_stops(tmp_path: Path) -> None:
             raise ValueError("item 1")
         return i * 2
 
-    assert _pool(3, lambda i: i * 2, list(range(10))) == [i * 2 for i in range(10)]
+    assert run_pool(3, lambda i: i * 2, list(range(10))) == [i * 2 for i in range(10)]
     with pytest.raises(ValueError, match="item 1"):
-        _pool(1, work, list(range(100)))
+        run_pool(1, work, list(range(100)))
     assert started == [0, 1]
     with pytest.raises(envstore.ConfigError):
-        _pool(0, work, [1])
+        run_pool(0, work, [1])
 
 
 def test_rewrap_reports_each_object_and_skips_plain_ones(tmp_path: Path, key_uri: str) -> None:

@@ -3,7 +3,7 @@
 * header placement: the stored object is written to memory:// with the inner filesystem and
   read through ``fsspec.filesystem("envstore", target_protocol="memory", ...)``;
 * metadata placement: memory:// has no user metadata, so these are read at the format/cipher
-  level (the steps ``EnvstoreFileSystem._parse`` and ``ObjectReader`` take) and, as well,
+  level (the steps ``Objects._parse`` and ``ObjectReader`` take) and, as well,
   through the filesystem over a memory store that serves the vector's fields as metadata;
 * regenerating the vectors gives byte-identical files; pyca's Cobblestone256 decrypts the
   valid bodies.

@@ -94,10 +94,10 @@ def test_put_and_get_file_report_progress(efs, tmp_path: Path) -> None:
 def test_writer_of_declared_size_refuses_more_or_less(efs) -> None:
     fs, root = efs
     fs.pipe_file(f"{root}/o", b"old")
-    w = fs._writer(f"{root}/o", size=4)
+    w = fs.objects.writer(f"{root}/o", size=4)
     with pytest.raises(OSError, match="declared as 4 bytes"):
         w.write(b"12345")
-    w = fs._writer(f"{root}/o", size=4)
+    w = fs.objects.writer(f"{root}/o", size=4)
     w.write(b"123")
     with pytest.raises(OSError, match="declared as 4 bytes"):
         w.close()

@@ -14,10 +14,12 @@ from envstore.keys.uri import describe_uri, looks_like_key
 __all__ = [
     "DATA_KEY_BYTES",
     "PROVIDERS",
+    "UNCACHED",
     "KeyProvider",
     "WrappedKey",
     "canonical_context",
     "get_provider",
+    "scheme_of",
 ]
 
 #: URI scheme -> (module, class, pip extra). Imported lazily so the core stays light.
@@ -61,17 +63,27 @@ def scheme_of(uri: str) -> str:
         raise ConfigError(
             f"unknown key URI scheme in {describe_uri(uri)}; known: " + ", ".join(PROVIDERS)
         )
+    if scheme in ("local", "env"):  # the core's own syntax, checked without any I/O
+        from envstore.keys.local import check_uri
+
+        check_uri(uri)
     return scheme
 
 
-def get_provider(
-    uri: str, kms_options: Mapping[str, Mapping[str, object]] | None = None
-) -> KeyProvider:
-    """The provider for ``uri``; KMS providers are created once per process per options.
+#: providers that read a key file or variable: not cached per process (the file or variable
+#: may change); a key ring keeps the ones it made for its own lifetime
+UNCACHED = frozenset({"local", "env", "rsa"})
 
-    Local providers are not cached (they are cheap, and the key file or variable may change).
-    """
-    scheme = scheme_of(uri)
+
+def get_provider(
+    uri: str,
+    kms_options: Mapping[str, Mapping[str, object]] | None = None,
+    scheme: str | None = None,
+) -> KeyProvider:
+    """The provider for ``uri`` (``scheme``: what :func:`scheme_of` returned for it, so that a
+    URI is parsed once); KMS providers are created once per process per options, the
+    :data:`UNCACHED` ones anew."""
+    scheme = scheme_of(uri) if scheme is None else scheme
     module_name, class_name, extra = PROVIDERS[scheme]
     options = dict((kms_options or {}).get(scheme) or {})
     try:
@@ -79,7 +91,7 @@ def get_provider(
     except ImportError as exc:
         hint = f'pip install "envstore[{extra}]"' if extra else "reinstall envstore"
         raise ConfigError(f"{scheme}:// keys need extra packages: {hint} ({exc})") from None
-    if scheme in ("local", "env", "rsa"):
+    if scheme in UNCACHED:
         return cls(uri, options)
     token = (uri, json.dumps(options, sort_keys=True, default=repr))
     with _cache_lock:

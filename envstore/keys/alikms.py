@@ -126,7 +126,6 @@ def _classify(exc: Exception) -> KmsFailure:
 class AliKmsProvider(KeyProvider):
     """Data keys from Alibaba Cloud KMS (shared gateway, OpenAPI 2016-01-20)."""
 
-    schemes = ("alikms",)
     family = "alikms"
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:
@@ -187,7 +186,10 @@ class AliKmsProvider(KeyProvider):
             raise ConfigError(f"cannot configure the alikms client: {exc.code}") from None
 
     # -- helpers ---------------------------------------------------------------------------
-    def _call(self, operation: str, fn: Callable[[], T], key: str | None = None) -> T:
+    def call(self, operation: str, fn: Callable[[], T], key: str | None = None) -> T:
+        """Run one KMS ``operation`` with retries, its SDK logs redacted (also used by
+        migration to open legacy alikms envelopes)."""
+
         def guarded() -> T:  # the SDK's DEBUG logs of this call carry no data key
             with kms_call(ALIBABA_LOGGERS):
                 return fn()
@@ -264,7 +266,7 @@ class AliKmsProvider(KeyProvider):
             number_of_bytes=DATA_KEY_BYTES,
             encryption_context=self._context(context),
         )
-        body = self._call("GenerateDataKey", lambda: self.client.generate_data_key(request)).body
+        body = self.call("GenerateDataKey", lambda: self.client.generate_data_key(request)).body
         key = self._decode_key(body.plaintext, "GenerateDataKey", body.request_id)
         body.plaintext = None
         return key, self._wrapped(body.key_id, body.ciphertext_blob)
@@ -278,7 +280,7 @@ class AliKmsProvider(KeyProvider):
             encryption_context=self._context(context),
         )
         try:
-            body = self._call("Encrypt", lambda: self.client.encrypt(request)).body
+            body = self.call("Encrypt", lambda: self.client.encrypt(request)).body
         finally:
             request.plaintext = None
         return self._wrapped(body.key_id, body.ciphertext_blob)
@@ -292,7 +294,7 @@ class AliKmsProvider(KeyProvider):
             ciphertext_blob=self._blob_text(wrapped),
             encryption_context=self._context(context),
         )
-        body = self._call("Decrypt", lambda: self.client.decrypt(request), key=wrapped.key_id).body
+        body = self.call("Decrypt", lambda: self.client.decrypt(request), key=wrapped.key_id).body
         key = self._decode_key(body.plaintext, "Decrypt", body.request_id)
         body.plaintext = None
         bare = self._bare_key_id()

@@ -129,10 +129,37 @@ def _classify(exc: Exception) -> KmsFailure:
     return KmsFailure(type(exc).__name__, "", None, None, False)
 
 
+def _client_key(opts: Mapping[str, object]) -> tuple[str | None, str | None, str, str | None]:
+    """ClientKey content or file, its password and the CA file, from the options or the
+    environment (ConfigError where one is missing)."""
+    content = option_str(opts, "client_key_content")
+    key_file = option_str(opts, "client_key_file")
+    if content is None and key_file is None:
+        key_file = os.environ.get(_ENV + "CLIENT_KEY_FILE") or None
+    if content is None and key_file is None:
+        raise ConfigError(
+            "alikms-instance:// keys need a ClientKey: kms_options['alikms-instance']"
+            f"['client_key_file'] (or client_key_content) or {_ENV}CLIENT_KEY_FILE"
+        )
+    if key_file is not None and not os.path.isfile(key_file):
+        raise ConfigError(f"ClientKey file {key_file} not found")
+    password = option_str(opts, "client_key_password") or os.environ.get(
+        _ENV + "CLIENT_KEY_PASSWORD"
+    )
+    if not password:
+        raise ConfigError(
+            "alikms-instance:// keys need the ClientKey password: kms_options"
+            f"['alikms-instance']['client_key_password'] or {_ENV}CLIENT_KEY_PASSWORD"
+        )
+    ca_file = option_str(opts, "ca_file") or os.environ.get(_ENV + "CA_FILE") or None
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise ConfigError(f"CA file {ca_file} not found")
+    return content, key_file, password, ca_file
+
+
 class AliKmsInstanceProvider(KeyProvider):
     """Data keys from a KMS instance through its dedicated gateway (KMS Instance SDK)."""
 
-    schemes = ("alikms-instance",)
     family = "alikms-instance"
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:
@@ -152,28 +179,7 @@ class AliKmsInstanceProvider(KeyProvider):
         protocol = (protocol or "https").lower()
         if protocol not in ("http", "https"):
             raise ConfigError("kms_options['alikms-instance']['protocol'] must be http or https")
-        content = option_str(opts, "client_key_content")
-        key_file = option_str(opts, "client_key_file")
-        if content is None and key_file is None:
-            key_file = os.environ.get(_ENV + "CLIENT_KEY_FILE") or None
-        if content is None and key_file is None:
-            raise ConfigError(
-                "alikms-instance:// keys need a ClientKey: kms_options['alikms-instance']"
-                f"['client_key_file'] (or client_key_content) or {_ENV}CLIENT_KEY_FILE"
-            )
-        if key_file is not None and not os.path.isfile(key_file):
-            raise ConfigError(f"ClientKey file {key_file} not found")
-        password = option_str(opts, "client_key_password") or os.environ.get(
-            _ENV + "CLIENT_KEY_PASSWORD"
-        )
-        if not password:
-            raise ConfigError(
-                "alikms-instance:// keys need the ClientKey password: kms_options"
-                f"['alikms-instance']['client_key_password'] or {_ENV}CLIENT_KEY_PASSWORD"
-            )
-        ca_file = option_str(opts, "ca_file") or os.environ.get(_ENV + "CA_FILE") or None
-        if ca_file is not None and not os.path.isfile(ca_file):
-            raise ConfigError(f"CA file {ca_file} not found")
+        content, key_file, password, ca_file = _client_key(opts)
         ignore_ssl = opts.get("ignore_ssl", False)
         if not isinstance(ignore_ssl, bool):
             raise ConfigError("kms_options['alikms-instance']['ignore_ssl'] must be a bool")

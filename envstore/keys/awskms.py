@@ -123,7 +123,6 @@ def _key_region(key: str) -> str | None:
 class AwsKmsProvider(KeyProvider):
     """Data keys from AWS KMS."""
 
-    schemes = ("awskms",)
     family = "awskms"
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:

@@ -71,32 +71,38 @@ def fingerprint(master: bytes) -> str:
     return "fp:" + digest[:12].hex()
 
 
+def check_uri(uri: str) -> tuple[str, str]:
+    """``(scheme, rest)`` of a ``local://`` or ``env://`` URI whose syntax is valid (no I/O):
+    an absolute path, a variable name; ConfigError (never echoing the URI) otherwise."""
+    scheme, _, rest = uri.partition("://")
+    if scheme == "env":
+        if not rest:
+            raise ConfigError("env:// key URI needs a variable name: env://VAR")
+        if looks_like_key(rest) or "=" in rest:
+            raise ConfigError(
+                f"env:// key URI needs a variable name (env://VAR), got {describe_uri(uri)}"
+            )
+    elif not rest.startswith("/") or looks_like_key(rest):
+        raise ConfigError(
+            f"local key URI needs an absolute path: local:///abs/path; got {describe_uri(uri)}"
+        )
+    return scheme, rest
+
+
 class LocalKeyProvider(KeyProvider):
     """A master key from a file (``local:///path``) or an environment variable (``env://VAR``)."""
 
-    schemes = ("local", "env")
     family = "local"
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(uri, options)
-        scheme, _, rest = uri.partition("://")
+        scheme, rest = check_uri(uri)
         if scheme == "env":
-            if not rest:
-                raise ConfigError("env:// key URI needs a variable name: env://VAR")
-            if looks_like_key(rest) or "=" in rest:
-                raise ConfigError(
-                    f"env:// key URI needs a variable name (env://VAR), got {describe_uri(uri)}"
-                )
             value = os.environ.get(rest)
             if value is None:
                 raise ConfigError(f"environment variable {rest} (from env://{rest}) is not set")
             master = _decode_master(value.encode(), f"environment variable {rest}")
         else:
-            if not rest.startswith("/") or looks_like_key(rest):
-                raise ConfigError(
-                    f"local key URI needs an absolute path: local:///abs/path; got "
-                    f"{describe_uri(uri)}"
-                )
             path = Path(rest)
             try:
                 mode = path.stat().st_mode

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from envstore.errors import ConfigError, IntegrityError, KeyAccessError
-from envstore.keys import get_provider
+from envstore.keys import UNCACHED, get_provider, scheme_of
 from envstore.keys.base import KeyProvider, WrappedKey, canonical_context
 from envstore.keys.uri import safe_uri
 
@@ -92,7 +92,10 @@ class KeyRing:
         self.decrypt_key_uris = [u for u in decrypt_key_uris if u not in self.key_uris]
         self.kms_options = kms_options or {}
         self.cache = parse_key_cache(key_cache)
-        self._providers: dict[str, KeyProvider] = {}
+        #: URI -> scheme: each URI parsed once (the filesystem checked them when it was made)
+        self._schemes: dict[str, str] = {}
+        #: the providers get_provider does not keep per process (local keys), for this ring
+        self._own: dict[str, KeyProvider] = {}
         self._lock = threading.Lock()
         self._writes: dict[bytes, _WriteEntry] = {}
         self._reads: OrderedDict[tuple[bytes, tuple[str, ...]], _ReadEntry] = OrderedDict()
@@ -106,9 +109,15 @@ class KeyRing:
         raise TypeError("KeyRing must not be pickled")
 
     def provider(self, uri: str) -> KeyProvider:
-        p = self._providers.get(uri)
+        """The provider of ``uri`` (one of this ring's, or another such as rewrap's new keys)."""
+        scheme = self._schemes.get(uri)
+        if scheme is None:
+            scheme = self._schemes[uri] = scheme_of(uri)
+        if scheme not in UNCACHED:
+            return get_provider(uri, self.kms_options, scheme)  # cached per process
+        p = self._own.get(uri)
         if p is None:
-            p = self._providers[uri] = get_provider(uri, self.kms_options)
+            p = self._own[uri] = get_provider(uri, self.kms_options, scheme)
         return p
 
     # -- writing ----------------------------------------------------------------------------

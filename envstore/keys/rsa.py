@@ -57,7 +57,6 @@ def _password(options: Mapping[str, object]) -> bytes | None:
 class RsaKeyProvider(KeyProvider):
     """An RSA private key file that opens legacy wrapped data keys."""
 
-    schemes = ("rsa",)
     family = "rsa"
 
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:

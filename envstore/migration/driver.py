@@ -9,12 +9,12 @@ from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from envstore.errors import ConfigError, EnvstoreError
+from envstore.errors import ConfigError, EnvstoreError, describe
 from envstore.migration.legacy_keys import LegacyKeys
 from envstore.migration.objects import TEMP_SUFFIX, Item, Job, check_jobs, migrate_one, record
 from envstore.migration.s3ec import INSTRUCTION_SUFFIX
 from envstore.migration.source import Source, split_url
-from envstore.transfer import _describe, _pool, _with_path, open_url
+from envstore.transfer import open_url, run_pool, with_path
 
 __all__ = ["migrate"]
 
@@ -78,12 +78,29 @@ def _run_one(job: Job, item: Item, raise_errors: bool) -> dict[str, Any]:
         return migrate_one(job, item)
     except EnvstoreError as exc:
         if raise_errors:
-            raise _with_path(exc, item.src) from exc
-        return record(item, None, None, "failed", error=_describe(exc))
+            raise with_path(exc, item.src) from exc
+        return record(item, None, None, "failed", error=describe(exc))
     except OSError as exc:
         if raise_errors:
             raise
-        return record(item, None, None, "failed", error=_describe(exc))
+        return record(item, None, None, "failed", error=describe(exc))
+
+
+def _open(
+    src: str,
+    dst: str,
+    legacy_key_uris: str | Iterable[str],
+    dry_run: bool,
+    options: Mapping[str, Any],
+) -> tuple[Source, Any, LegacyKeys | None]:
+    """The source, the destination filesystem and the legacy keys (none for a dry run)."""
+    split_url(src)
+    if not isinstance(dst, str) or not dst.startswith("envstore::"):
+        raise ConfigError(f"migrate writes to an envstore:: URL, not {dst!r}")
+    source = Source(src, options)
+    fs, _ = open_url(dst, **_dst_options(dst, options))
+    keys = None if dry_run else LegacyKeys(legacy_key_uris, options.get("kms_options"))
+    return source, fs, keys
 
 
 def migrate(
@@ -122,12 +139,7 @@ def migrate(
     ``on_object`` is called with each record as soon as its object is done (one at a time).
     """
     check_jobs(jobs)
-    split_url(src)
-    if not isinstance(dst, str) or not dst.startswith("envstore::"):
-        raise ConfigError(f"migrate writes to an envstore:: URL, not {dst!r}")
-    source = Source(src, options)
-    fs, _ = open_url(dst, **_dst_options(dst, options))
-    keys = None if dry_run else LegacyKeys(legacy_key_uris, options.get("kms_options"))
+    source, fs, keys = _open(src, dst, legacy_key_uris, dry_run, options)
     items = _plan(source, src, dst, fs, recursive)
     callback = callback if callback is not None else DEFAULT_CALLBACK
     callback.set_size(0 if dry_run else sum(item.size for item in items))
@@ -147,4 +159,4 @@ def migrate(
                 on_object(result)
         return result
 
-    return _pool(jobs, one, items)
+    return run_pool(jobs, one, items)

@@ -186,7 +186,7 @@ def _alikms_decrypt(provider: Any, blob_text: str, context: Mapping[str, str]) -
     request = kms_models.DecryptRequest(
         ciphertext_blob=blob_text, encryption_context=dict(context) if context else None
     )
-    body = provider._call("Decrypt", lambda: provider.client.decrypt(request)).body
+    body = provider.call("Decrypt", lambda: provider.client.decrypt(request)).body
     text = str(body.plaintext or "")
     body.plaintext = None
     if not text:

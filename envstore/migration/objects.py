@@ -183,25 +183,24 @@ def _write(
 
     if legacy.authenticated:
         with _stage(job, item, legacy, decoder) as staged:
-            with job.fs._writer(target, size=legacy.plain_len) as w:
+            with job.fs.objects.writer(target, size=legacy.plain_len) as w:
                 write = sink(w)
                 while data := staged.read(STEP):
                     write(data)
     else:
-        with job.fs._writer(target, size=legacy.plain_len) as w:
+        with job.fs.objects.writer(target, size=legacy.plain_len) as w:
             _feed(job, item, legacy, decoder, sink(w))
     return size[0], digest.digest()
 
 
 def _verify(job: Job, target: str, size: int, digest: bytes) -> None:
     """Read the new object back: every chunk authenticates and the plaintext is the same."""
-    reader = job.fs._reader(target)
+    reader = job.fs.objects.reader(target)
     if reader.plain_len != size:
         raise IntegrityError(f"{target}: new object holds {reader.plain_len} bytes, not {size}")
     check = hashlib.sha256()
-    for pos in range(0, size, STEP):
-        check.update(reader.read(pos, min(pos + STEP, size)))
-    reader.authenticate_end()
+    for data in reader.stream(STEP):
+        check.update(data)
     if not hmac.compare_digest(check.digest(), digest):
         raise IntegrityError(f"{target}: new object does not read back as written")
 

@@ -42,6 +42,7 @@ from envstore.errors import FormatError, IntegrityError
 from envstore.format import WIRE_CHUNK, has_envelope, plain_size
 from envstore.stores.base import DEFAULT_READ_DEADLINE, Head, Sink, Store, entry_token
 from envstore.stores.failures import translating
+from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE, bounded, write_limit
 from envstore.stores.s3_ops import (
     clean_uploads,
     commit_error,
@@ -187,6 +188,11 @@ class S3Store(Store):
     read_deadline: float | None = DEFAULT_READ_DEADLINE
     #: ranged GETs of one batch in flight at once (botocore's default connection pool)
     read_concurrency: int = 10
+    #: seconds one write request (PutObject, CreateMultipartUpload, UploadPart,
+    #: CompleteMultipartUpload, AbortMultipartUpload) may take in total, s3fs's and botocore's
+    #: retries included, plus one second per MiB it sends; then TimeoutError. None: no limit.
+    #: Set from the envstore option ``write_deadline``.
+    write_deadline: float | None = DEFAULT_WRITE_DEADLINE
 
     def __init__(self, fs: S3FileSystem) -> None:  # type: ignore[override]
         super().__init__(fs)
@@ -779,10 +785,13 @@ class S3Store(Store):
             raise
 
 
-async def _abort(fs: S3FileSystem, bucket: str, key: str, upload_id: str) -> None:
+async def _abort(
+    fs: S3FileSystem, bucket: str, key: str, upload_id: str, limit: float | None = None
+) -> None:
     """Abort a multipart upload; never raises (the error that led here is the one to see)."""
     try:
-        await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        call = fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        await bounded(call, limit, f"AbortMultipartUpload of {bucket}/{key}", "upload left")
     except FileNotFoundError:
         pass  # already gone (NoSuchUpload)
     except Exception as exc:
@@ -794,6 +803,16 @@ async def _abort(fs: S3FileSystem, bucket: str, key: str, upload_id: str) -> Non
             key,
             exc,
         )
+
+
+#: CompleteMultipartUpload's deadline grows by 0.1 s per part (the 1 s/MiB rule applied to
+#: 1/10 MiB per part: 10,000 parts add 1,000 s)
+_COMPLETE_PER_PART = MiB // 10
+#: a PutObject / CompleteMultipartUpload given up: the store may still finish it
+_UNKNOWN = (
+    "outcome unknown: the store may still complete the request, so the object is either "
+    "absent or whole (never partial): check it (exists, envstore verify) before relying on it"
+)
 
 
 class _S3Sink:
@@ -858,8 +877,10 @@ class _S3Sink:
     def _ship(self) -> None:
         """Upload the full buffer as the next part; continue in the other buffer."""
         if self.upload_id is None:
-            mpu = self.fs.call_s3(
+            mpu = self._call(
                 "create_multipart_upload",
+                0,
+                "nothing was written",
                 Bucket=self.bucket,
                 Key=self.key,
                 **({"Metadata": self.metadata} if self.metadata else {}),
@@ -877,7 +898,7 @@ class _S3Sink:
         self.fill = 0
 
     async def _upload(self, number: int, body: bytearray) -> None:
-        out = await self.fs._call_s3(
+        call = self.fs._call_s3(
             "upload_part",
             Bucket=self.bucket,
             Key=self.key,
@@ -885,7 +906,17 @@ class _S3Sink:
             PartNumber=number,
             Body=body,
         )
+        limit = write_limit(self.store.write_deadline, len(body))
+        what = f"UploadPart {number} of {self.bucket}/{self.key}"
+        out = await bounded(call, limit, what, "the multipart upload is aborted; no object")
         self.parts[number - 1]["ETag"] = out["ETag"]
+
+    def _call(self, op: str, nbytes: int, after: str, **kw: Any) -> Any:
+        """``fs.call_s3(op, **kw)`` within the write deadline (``after``: the state if not)."""
+        limit = write_limit(self.store.write_deadline, nbytes)
+        api = "".join(word.title() for word in op.split("_"))  # put_object -> PutObject
+        what = f"{api} of {self.bucket}/{self.key}"
+        return _run(self.fs, bounded(self.fs._call_s3(op, **kw), limit, what, after))
 
     def _settle(self) -> bytearray | None:
         """Wait for the part in flight; its buffer is free again."""
@@ -911,6 +942,7 @@ class _S3Sink:
                 self._final(
                     "PutObject",
                     "put_object",
+                    len(body),
                     Body=body,
                     **({"Metadata": self.metadata} if self.metadata else {}),
                     **cond,
@@ -922,6 +954,7 @@ class _S3Sink:
                 self._final(
                     "CompleteMultipartUpload",
                     "complete_multipart_upload",
+                    len(self.parts) * _COMPLETE_PER_PART,  # S3 may take minutes for many parts
                     UploadId=self.upload_id,
                     MultipartUpload={"Parts": self.parts},
                     **cond,
@@ -934,11 +967,12 @@ class _S3Sink:
         self.store.forget(f"{self.bucket}/{self.key}")
         self.fs.invalidate_cache(f"{self.bucket}/{self.key}")
 
-    def _final(self, what: str, method: str, **kw: Any) -> None:
-        """The commit request; its failure as :func:`~envstore.stores.s3_ops.commit_error`
-        reads it (FileExistsError, a definite refusal, or OutcomeUnknownError)."""
+    def _final(self, what: str, method: str, nbytes: int, **kw: Any) -> None:
+        """The commit request, within the write deadline (``nbytes``: what it sends); its
+        failure as :func:`~envstore.stores.s3_ops.commit_error` reads it (FileExistsError, a
+        definite refusal, or OutcomeUnknownError)."""
         try:
-            self.fs.call_s3(method, Bucket=self.bucket, Key=self.key, **kw)
+            self._call(method, nbytes, _UNKNOWN, Bucket=self.bucket, Key=self.key, **kw)
         except BaseException as exc:
             name = f"{self.bucket}/{self.key}"
             error = commit_error(exc, name, what, self.exclusive)
@@ -961,7 +995,8 @@ class _S3Sink:
                 concurrent.futures.wait([future], timeout=_CANCEL_WAIT)
             if self.upload_id is not None:
                 upload_id, self.upload_id = self.upload_id, None
-                _run(self.fs, _abort(self.fs, self.bucket, self.key, upload_id))
+                limit = write_limit(self.store.write_deadline)
+                _run(self.fs, _abort(self.fs, self.bucket, self.key, upload_id, limit))
         finally:
             self._release()
 

@@ -198,9 +198,9 @@ def test_streaming_reads_and_gcm_staging(
 ) -> None:
     import tempfile
 
-    from envstore.fs import EnvstoreFileSystem
     from envstore.migration import objects
     from envstore.migration.source import Source
+    from envstore.objects import Objects
 
     monkeypatch.setattr(objects, "STEP", 64 * 1024)
     reads: list[int] = []
@@ -220,13 +220,13 @@ def test_streaming_reads_and_gcm_staging(
 
     monkeypatch.setattr(tempfile, "TemporaryFile", tmp)
     writers: list[str] = []
-    real_writer = EnvstoreFileSystem._writer
+    real_writer = Objects.writer
 
-    def writer(self: EnvstoreFileSystem, path: str, *a: Any, **kw: Any) -> Any:
+    def writer(self: Objects, path: str, *a: Any, **kw: Any) -> Any:
         writers.append(path)
         return real_writer(self, path, *a, **kw)
 
-    monkeypatch.setattr(EnvstoreFileSystem, "_writer", writer)
+    monkeypatch.setattr(Objects, "writer", writer)
     data = payload(300_000, 21)
     body, meta = spec.v2_gcm_aes(raw_key[1], data)
     place.put("s/good", body, meta)

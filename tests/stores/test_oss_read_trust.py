@@ -10,7 +10,7 @@ import pytest
 
 from envstore.errors import IntegrityError
 from envstore.format import CHUNK, PREFIX, WIRE_CHUNK
-from envstore.fs import EnvstoreFileSystem
+from envstore.objects import Objects
 from tests.readops import outcomes
 from tests.stores.conftest_oss import (  # noqa: F401  (fixtures)
     OssEnv,
@@ -36,14 +36,14 @@ def test_truncated_between_locate_and_read(
     def put(body: bytes) -> None:
         oss.client.put_object(oss.key_of("obj"), body, headers=headers)
 
-    orig = EnvstoreFileSystem._locate
+    orig = Objects.locate
 
     def locate(self, p, head=None):
         loc = orig(self, p, head)
         put(raw[:offset])  # a concurrent writer truncates the object
         return loc
 
-    monkeypatch.setattr(EnvstoreFileSystem, "_locate", locate)
+    monkeypatch.setattr(Objects, "locate", locate)
     results = outcomes(
         fs, path, oss.url("obj"), oss.storage_options(), tmp_path, before=lambda: put(raw)
     )

@@ -18,6 +18,7 @@ from envstore.format import CHUNK, PREFIX, TAG, WIRE_CHUNK, Envelope
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
 from envstore.keys.local import keygen
+from envstore.objects import Objects
 from tests.readops import READS, outcomes
 
 
@@ -49,14 +50,14 @@ def test_truncated_between_locate_and_read(s3, offset: int, monkeypatch, tmp_pat
     with fs.open(path, "wb") as f:  # streamed: no size field
         f.write(os.urandom(3 * CHUNK + 100))
     raw, meta = s3.raw(name), s3.head(name)["Metadata"]
-    orig = EnvstoreFileSystem._locate
+    orig = Objects.locate
 
     def locate(self, p, head=None):
         loc = orig(self, p, head)
         _put(s3, name, raw[:offset], meta)  # a concurrent writer truncates the object
         return loc
 
-    monkeypatch.setattr(EnvstoreFileSystem, "_locate", locate)
+    monkeypatch.setattr(Objects, "locate", locate)
     results = outcomes(
         fs,
         path,

@@ -1,0 +1,55 @@
+"""A bounded total time for S3 write requests, s3fs's and botocore's retries included.
+
+s3fs retries a failed request up to ``retries`` (5) times, and under each of those botocore
+retries up to its own ``max_attempts`` (legacy mode: 5 attempts), each attempt waiting up to
+``read_timeout`` (15 s) for an answer. A store that accepts connections but cannot place the
+data (SeaweedFS with a volume server down waits 30 s per volume assignment, then answers 500)
+turns one ``PutObject`` into 25 attempts of 15-30 s: measured, a write neither finished nor
+failed within 9 minutes. :func:`bounded` cancels such a request once its deadline has passed
+and raises a :class:`TimeoutError` that says what was being written and what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["DEFAULT_WRITE_DEADLINE", "bounded", "write_limit"]
+
+MiB = 1 << 20
+#: seconds one S3 write request may take, retries included, plus one second per MiB it sends
+#: (CompleteMultipartUpload: plus 0.1 s per part)
+DEFAULT_WRITE_DEADLINE = 120.0
+
+T = TypeVar("T")
+
+
+def write_limit(deadline: float | None, nbytes: int = 0) -> float | None:
+    """The limit for one request sending ``nbytes``: ``deadline`` + 1 s per MiB (None: none)."""
+    return None if deadline is None else float(deadline) + nbytes / MiB
+
+
+async def bounded(coro: Coroutine[Any, Any, T], limit: float | None, what: str, after: str) -> T:
+    """``await coro``; past ``limit`` seconds cancel it and raise ``TimeoutError``.
+
+    ``what`` names the request ("PutObject of bucket/key"), ``after`` says what state the
+    object is in once the request is given up. A ``TimeoutError`` from below (botocore's own
+    read timeout, after its retries) passes unchanged when it comes before the deadline.
+    """
+    if limit is None:
+        return await coro
+    start = time.monotonic()
+    try:
+        return await asyncio.wait_for(coro, limit)
+    except asyncio.TimeoutError:
+        if time.monotonic() - start < limit:
+            raise
+    raise TimeoutError(
+        errno.ETIMEDOUT,
+        f"S3 {what} did not finish within {limit:.0f} s, s3fs's and botocore's retries "
+        f"included (write_deadline; the store accepts requests but does not complete them); "
+        f"{after}",
+    )
