@@ -125,10 +125,8 @@ class ObjectReader:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold this reader (re-entrant): the one thread inside decrypts into the shared
-        scratch buffer and copies out of it. :meth:`read` and :meth:`authenticate_end` (so
-        :meth:`stream` too) take it themselves; a caller of :meth:`open_run` holds it until it has
-        copied what it keeps (a file handle shared by threads, fsspec's background cache)."""
+        """Hold this reader (re-entrant) while decrypting into its scratch buffer and copying
+        out; :meth:`read` and :meth:`authenticate_end` take it, callers of :meth:`open_run` too."""
         me = threading.get_ident()
         if self._owner == me:  # only this thread sets it to its own ident
             yield
@@ -172,8 +170,7 @@ class ObjectReader:
         already exact)
 
         The result may live in a buffer reused by the next call: call this under
-        :meth:`locked` and copy what you keep before leaving it (else RuntimeError: another
-        thread could overwrite the buffer while it is being copied).
+        :meth:`locked` and copy what you keep before leaving it (else RuntimeError).
         """
         if self._owner != threading.get_ident():
             raise RuntimeError("ObjectReader.open_run must be called under reader.locked()")
@@ -205,17 +202,25 @@ class ObjectReader:
                 self.authenticate_end()
             return b""
         with self.locked():  # the run cache and scratch buffer are shared by threads
-            if self._run is not None:
-                first, plain = self._run
-                lo = first * CHUNK
-                if lo <= start and end <= lo + len(plain) and (end < self.plain_len or self._end_ok):
-                    return bytes(memoryview(plain)[start - lo : end - lo])
+            cached = self._cached(start, end)
+        if cached is not None:
+            return cached
         first, _last, s, e = self.plan(start, end)
         stored = self.fetch(s, e)  # outside the lock: other threads' fetches run meanwhile
         with self.locked():
             plain = self.open_run(first, stored, s)
             lo = first * CHUNK
             return bytes(memoryview(plain)[start - lo : end - lo])
+
+    def _cached(self, start: int, end: int) -> bytes | None:
+        """``[start, end)`` copied from the last decrypted run, if it holds it (under the lock)."""
+        if self._run is None:
+            return None
+        first, plain = self._run
+        lo = first * CHUNK
+        if lo <= start and end <= lo + len(plain) and (end < self.plain_len or self._end_ok):
+            return bytes(memoryview(plain)[start - lo : end - lo])
+        return None
 
     def stream(self, step: int = STREAM_STEP) -> Iterator[bytes]:
         """The whole plaintext in pieces of ``step`` bytes, then the final chunk authenticated:

@@ -404,9 +404,6 @@ def _message_of(uri: str) -> str:
     return repr(fs)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: 0x/colon hex key not detected, echoed by env:// local://"
-)
 @pytest.mark.parametrize(
     "uri",
     [
@@ -442,7 +439,6 @@ def test_pasted_key_forms_that_are_caught(uri: str) -> None:
     assert not any(form in text for form in _forms(_KEY)), text
 
 
-@pytest.mark.xfail(strict=True, reason="review: 43-char env var name taken for a pasted key")
 def test_long_env_var_name_is_a_reference(monkeypatch) -> None:
     """Any 43 characters of [A-Za-z0-9_-] decode as url-safe base64 to 32 bytes, so a
     descriptive variable name of that length is refused as 'a pasted key'."""
