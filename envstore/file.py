@@ -7,7 +7,7 @@ import io
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -114,8 +114,7 @@ class ObjectReader:
         self._scratch = bytearray()  # reused decryption buffer (at most _RUN_CACHE)
         self._end_ok = False
         # one thread at a time decrypts into the scratch buffer and copies out of it
-        self._lock = threading.Lock()
-        self._owner: int | None = None  # thread ident holding _lock (see locked)
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"<ObjectReader {self.loc.path} size={self.plain_len}>"
@@ -123,20 +122,10 @@ class ObjectReader:
     def __reduce__(self) -> NoReturn:
         raise TypeError("ObjectReader holds key material and must not be pickled")
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> AbstractContextManager[bool]:
         """Hold this reader (re-entrant) while decrypting into its scratch buffer and copying
         out; :meth:`read` and :meth:`authenticate_end` take it, callers of :meth:`open_run` too."""
-        me = threading.get_ident()
-        if self._owner == me:  # only this thread sets it to its own ident
-            yield
-            return
-        with self._lock:
-            self._owner = me
-            try:
-                yield
-            finally:
-                self._owner = None
+        return self._lock
 
     @property
     @_named
@@ -172,7 +161,7 @@ class ObjectReader:
         The result may live in a buffer reused by the next call: call this under
         :meth:`locked` and copy what you keep before leaving it (else RuntimeError).
         """
-        if self._owner != threading.get_ident():
+        if not self._lock._is_owned():  # type: ignore[attr-defined]  # (CPython RLock)
             raise RuntimeError("ObjectReader.open_run must be called under reader.locked()")
         view = memoryview(stored)
         if stored_start == self.loc.body_offset:
