@@ -266,6 +266,7 @@ def test_random_keys_are_not_names() -> None:
         "env://" + B64[:20] + "\n" + B64[20:],
         "env://" + B64.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D"),
     ],
+    ids=["env-0x", "local-0x", "env-colons", "awskms-0x", "quoted", "split", "url-encoded"],
 )
 def test_pasted_key_variants_rejected_without_echo(uri: str) -> None:
     """0x / colon / split / quoted / URL-encoded forms: refused by every entry point, and
