@@ -19,31 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-MiB = 1 << 20
-BUCKET = "envstore-bench"
+from _harness import BUCKET, MiB, best, setup_env, start_moto
+
 CREDS = {"key": "bench", "secret": "bench"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def setup_env() -> None:
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
 
 
 class Counter:
@@ -65,16 +51,6 @@ class Counter:
     def reset(self) -> None:
         self.requests.clear()
         self.received = 0
-
-
-def best(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {k: min(v) for k, v in times.items()}
 
 
 def filesystems(endpoint: str, key_uri: str) -> tuple[Any, Any]:
@@ -284,19 +260,13 @@ def main() -> None:
     ap.add_argument("--rss-mib", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     setup_env()
-    import boto3
-
     import envstore  # noqa: F401
     from envstore.keys.local import keygen
     from envstore.stores.s3 import DEFAULT_PART_SIZE
-    from tests.servers import moto  # the one moto helper of tests and benchmarks
 
-    with moto.process() as endpoint:
-        boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench"
-        ).create_bucket(Bucket=BUCKET)
+    with start_moto() as server:
+        endpoint = server.endpoint
         key_uri = "local://" + str(keygen(Path(tempfile.mkdtemp()) / "master.key"))
         print(
             f"moto server {endpoint} (own process); envstore part size "
