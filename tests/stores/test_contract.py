@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -511,6 +512,37 @@ def test_exclusive_create_refused_at_commit(store: Backend, monkeypatch, size: i
     assert fs.cat_file(store.path("o")) == b"first"
     assert store.efs().cat_file(store.path("p")) == b"second"
     assert store.keys() == ["o", "p"] and store.pending_uploads() == []
+
+
+def test_exclusive_create_one_winner(store: Backend, monkeypatch) -> None:
+    """Writers racing to create one object (the early exists() check out of the way): one wins,
+    every other gets FileExistsError, the object is the winner's."""
+    fs = store.efs()
+    monkeypatch.setattr(type(fs), "exists", lambda self, p, **kw: False)
+    n = 6
+    barrier = threading.Barrier(n)
+    won: list[int] = []
+    lost: list[BaseException] = []
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            fs.pipe_file(store.path("once"), f"writer {i}".encode(), mode="create")
+        except BaseException as exc:
+            lost.append(exc)
+        else:
+            won.append(i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+    assert len(won) == 1 and len(lost) == n - 1, (won, lost)
+    assert all(isinstance(e, FileExistsError) for e in lost), lost
+    assert store.efs().cat_file(store.path("once")) == f"writer {won[0]}".encode()
+    assert store.pending_uploads() == []
 
 
 def test_envelope_too_big_for_metadata(store: Backend, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ no bucket creation, ``envstore clean`` and a lost Complete reported as outcome u
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from pathlib import Path
 
@@ -45,34 +44,6 @@ def test_exclusive_create_sends_forbid_overwrite(oss: OssEnv) -> None:
         ("CompleteMultipartUpload", "true"),
         ("PutObject", None),
     ]
-
-
-def test_exclusive_create_one_winner(oss: OssEnv, monkeypatch) -> None:
-    fs = oss.efs()
-    monkeypatch.setattr(type(fs), "exists", lambda self, p, **kw: False)
-    n = 8
-    barrier = threading.Barrier(n)
-    won: list[int] = []
-    lost: list[BaseException] = []
-
-    def one(i: int) -> None:
-        barrier.wait()
-        try:
-            fs.pipe_file(oss.path("once"), f"writer {i}".encode(), mode="create")
-        except BaseException as exc:
-            lost.append(exc)
-        else:
-            won.append(i)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    monkeypatch.undo()
-    assert len(won) == 1 and len(lost) == n - 1, (won, lost)
-    assert all(isinstance(e, FileExistsError) for e in lost), lost
-    assert oss.efs().cat_file(oss.path("once")) == f"writer {won[0]}".encode()
 
 
 def test_rewrap_copy_is_conditional(oss: OssEnv, other_key_uri: str) -> None:
