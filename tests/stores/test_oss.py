@@ -21,7 +21,7 @@ import pytest
 from envstore.errors import ConfigError, FormatError, IntegrityError, NotEncryptedError
 from envstore.format import CHUNK, MAGIC, PREFIX, TAG, WIRE_CHUNK, body_size
 from envstore.keys.local import keygen
-from envstore.stores import oss as oss_module
+from envstore.stores import oss_store as oss_module
 from envstore.stores.oss import DEFAULT_PART_SIZE, OSSFileSystem, OssStore
 from tests.stores.common import ENVELOPE_KEYS, frame, payload
 from tests.stores.conftest_oss import (  # noqa: F401  (fixtures)
