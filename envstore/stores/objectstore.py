@@ -19,7 +19,7 @@ from envstore.errors import ConcurrentModificationError, FormatError, IntegrityE
 from envstore.format import has_envelope, plain_size
 from envstore.stores.base import Head, Store
 
-__all__ = ["Cached", "ObjectStore", "fields_digest"]
+__all__ = ["Cached", "ObjectStore", "fields_digest", "replaced", "under"]
 
 
 class Cached:
@@ -221,7 +221,9 @@ class ObjectStore(Store):
         self.makedirs(path)
 
     def clean(self, path: str, older_than: float, dry_run: bool) -> list[dict[str, Any]]:
-        """Abort multipart uploads whose key starts with ``path``'s key, ``older_than`` s old."""
+        """Abort multipart uploads at or below ``path``'s key (``data`` covers ``data`` and
+        ``data/...``, not ``data-archive``), ``older_than`` seconds old.  A listing of pending
+        uploads carries no metadata: uploads of other tools there are aborted too."""
         bucket, key, _ = self._key(path)
         return self._clean(bucket, key, older_than, dry_run)
 
@@ -230,6 +232,13 @@ class ObjectStore(Store):
         bucket, key, _ = self._key(src)
         self.fs.rm_file(f"{bucket}/{key}")
         self.forget(src)
+
+
+def under(prefix: str, key: str) -> bool:
+    """Whether ``key`` is ``prefix`` or below it as a path (``a`` holds ``a/b``, not ``ab``)."""
+    if not prefix or prefix.endswith("/"):
+        return key.startswith(prefix)
+    return key == prefix or key.startswith(prefix + "/")
 
 
 def replaced(path: str) -> ConcurrentModificationError:

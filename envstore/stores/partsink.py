@@ -91,8 +91,9 @@ class PartSink:
         """Abort the multipart upload (FileNotFoundError: it is gone already)."""
         raise NotImplementedError
 
-    def _commit_error(self, exc: BaseException, what: str) -> BaseException:
-        """What a failed commit request means (``exc`` itself to pass it on)."""
+    def _commit_error(self, exc: BaseException, what: str) -> BaseException | None:
+        """What a failed commit request means (``exc`` itself to pass it on; None: the object
+        in place is this very write's, it succeeded)."""
         return exc
 
     # -- writing -----------------------------------------------------------------------------
@@ -166,6 +167,8 @@ class PartSink:
             fn(*args)
         except BaseException as exc:
             error = self._commit_error(exc, what)
+            if error is None:
+                return  # the request did succeed (an earlier attempt's answer was lost)
             if error is exc:
                 raise
             raise error from exc

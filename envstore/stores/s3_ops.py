@@ -12,6 +12,7 @@ from s3fs import S3FileSystem
 
 from envstore.errors import ConcurrentModificationError, OutcomeUnknownError
 from envstore.stores.failures import translate
+from envstore.stores.objectstore import under
 
 __all__ = [
     "answer_lost",
@@ -137,6 +138,8 @@ def clean_uploads(
     while True:
         page = fs.call_s3("list_multipart_uploads", **kw)
         for up in page.get("Uploads") or []:
+            if not under(prefix, up["Key"]):
+                continue
             age = (now - up["Initiated"]).total_seconds()
             if age < older_than:
                 continue

@@ -114,14 +114,16 @@ class S3Sink(PartSink):
         limit = write_limit(self.store.write_deadline)
         run(self.fs, bounded(call, limit, f"AbortMultipartUpload of {self.name}", "upload left"))
 
-    def _commit_error(self, exc: BaseException, what: str) -> BaseException:
+    def _commit_error(self, exc: BaseException, what: str) -> BaseException | None:
         """As :func:`~envstore.stores.s3_ops.commit_error` reads it (FileExistsError, a
-        definite refusal, or OutcomeUnknownError); a conditional PutObject refused (412)
+        definite refusal, or OutcomeUnknownError).  A conditional PutObject refused (412)
         although the object in place holds this very body (a retried request met its own
-        first attempt) is OutcomeUnknownError, never "exists" / "nothing changed"."""
+        first attempt) is never "exists" / "nothing changed": an in-place rewrite (If-Match)
+        did land (success); an exclusive create reports OutcomeUnknownError (its own object is
+        in place, but the store never confirmed this writer won)."""
         conditional = self.exclusive or self.if_match is not None
         if what == "PutObject" and conditional and self._own_object(exc):
-            return lost_put(self.name)
+            return None if self.if_match is not None else lost_put(self.name)
         error = commit_error(exc, self.name, what, self.exclusive)
         if self.if_match is not None and error is exc:
             error = copy_error(exc, self.name)  # 412: the object is not the one read
