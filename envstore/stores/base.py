@@ -17,6 +17,11 @@ from fsspec.spec import AbstractBufferedFile
 
 from envstore.errors import ConcurrentModificationError, IntegrityError
 
+#: envelope fields for user metadata (None: the store keeps the envelope in the object)
+Fields = Mapping[str, str] | None
+#: the size of the object about to be written, when known
+Hint = int | None
+
 #: default of the envstore option ``read_deadline``: seconds one read request to a remote
 #: store (a HEAD, a ranged GET) may take, retries included (plus 1 s per MiB fetched)
 DEFAULT_READ_DEADLINE = 120.0
@@ -199,16 +204,12 @@ class Store:
         return out
 
     def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
+        self, path: str, fields: Fields, hint: int | None, exclusive: bool = False
     ) -> Sink:
         """A pending object at ``path``.  With ``exclusive`` the commit fails with
         FileExistsError if an object appeared at ``path`` meanwhile (generic stores check just
         before the commit; the local, S3 and OSS adapters make the check atomic)."""
-        if metadata:
+        if fields:
             raise NotImplementedError(f"{type(self).__name__} has no user metadata")
         return _FileSink(self.fs, path, exclusive)
 

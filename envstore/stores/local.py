@@ -10,13 +10,13 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from fsspec.implementations.memory import MemoryFile
 
 from envstore.errors import ConcurrentModificationError
-from envstore.stores.base import Sink, Store, entry_token
+from envstore.stores.base import Fields, Sink, Store, entry_token
 
 #: prefix of in-progress local writes (hidden from envstore listings)
 TEMP_PREFIX = ".envstore-part-"
@@ -82,13 +82,9 @@ class LocalStore(Store):
     """``file://``: a temporary file beside the target, fsync'd and renamed into place."""
 
     def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
+        self, path: str, fields: Fields, hint: int | None, exclusive: bool = False
     ) -> Sink:
-        if metadata:
+        if fields:
             raise NotImplementedError("local files have no user metadata")
         path = self.fs._strip_protocol(path)
         if self.fs.isdir(path):
@@ -246,13 +242,9 @@ class MemoryStore(Store):
         return f.getbuffer()[start:end]
 
     def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
+        self, path: str, fields: Fields, hint: int | None, exclusive: bool = False
     ) -> Sink:
-        if metadata:
+        if fields:
             raise NotImplementedError("memory files have no user metadata")
         path = self.fs._strip_protocol(path)
         if self.fs.isdir(path) and path in getattr(self.fs, "pseudo_dirs", ()):

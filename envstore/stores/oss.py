@@ -250,14 +250,9 @@ class OSSFileSystem(AbstractFileSystem):
         except FileNotFoundError:
             return False
 
-    def find(
-        self,
-        path: str,
-        maxdepth: int | None = None,
-        withdirs: bool = False,
-        detail: bool = False,
-        **kwargs: Any,
-    ) -> Any:
+    def find(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
+        """Every object below ``path`` in one listing (fsspec's walk for a ``maxdepth``)."""
+        withdirs, detail = kwargs.pop("withdirs", False), kwargs.pop("detail", False)
         if maxdepth is not None:
             return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail, **kwargs)
         path = self._strip_protocol(path)

@@ -17,7 +17,7 @@ from typing import Any
 import oss2
 
 from envstore.errors import ConfigError
-from envstore.stores.base import Head
+from envstore.stores.base import Fields, Head
 from envstore.stores.objectstore import Cached, ObjectStore, fields_digest
 from envstore.stores.oss import (
     META_PREFIX,
@@ -184,11 +184,7 @@ class OssStore(ObjectStore):
             return list(ex.map(self.read, paths, starts, ends))
 
     def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
+        self, path: str, fields: Fields, hint: int | None, exclusive: bool = False
     ) -> OssSink:
         """A pending object; with ``exclusive`` every request that could create it carries
         ``x-oss-forbid-overwrite: true`` (OSS refuses atomically: FileExistsError)."""
@@ -196,12 +192,12 @@ class OssStore(ObjectStore):
         if not key:
             raise IsADirectoryError(errno.EISDIR, "cannot write to a bucket", name)
         part = self.part_size
-        if size_hint is not None:
-            part = max(part, -(-size_hint // MAX_PARTS))
-        headers = _meta_headers(metadata)
+        if hint is not None:
+            part = max(part, -(-hint // MAX_PARTS))
+        headers = _meta_headers(fields)
         if exclusive:
             headers.update(FORBID_OVERWRITE)
-        sink = OssSink(self, bucket, key, headers, size_hint, part)
+        sink = OssSink(self, bucket, key, headers, hint, part)
         sink.exclusive = exclusive
         return sink
 

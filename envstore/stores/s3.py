@@ -31,7 +31,7 @@ from typing import Any
 
 from s3fs import S3FileSystem
 
-from envstore.stores.base import Head, Sink, entry_token
+from envstore.stores.base import Fields, Head, Sink, entry_token
 from envstore.stores.failures import translating
 from envstore.stores.objectstore import Cached, ObjectStore, fields_digest
 from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE
@@ -220,11 +220,7 @@ class S3Store(S3Reads, ObjectStore):
 
     # -- writes and copies -------------------------------------------------------------------
     def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
+        self, path: str, fields: Fields, hint: int | None, exclusive: bool = False
     ) -> Sink:
         """A pending object; with ``exclusive``, ``PutObject`` and ``CompleteMultipartUpload``
         carry ``If-None-Match: *`` (S3 refuses atomically if the key exists: FileExistsError)."""
@@ -233,12 +229,12 @@ class S3Store(S3Reads, ObjectStore):
             raise IsADirectoryError(path)
         if version:
             raise ValueError(f"cannot write to a specific version: {path}")
-        if metadata:
-            self.check_metadata(metadata)  # the core checks first; this guards direct use
+        if fields:
+            self.check_metadata(fields)  # the core checks first; this guards direct use
         part = self.part_size
-        if size_hint is not None and size_hint > part * MAX_PARTS:
-            part = math.ceil(size_hint / MAX_PARTS / MiB) * MiB
-        sink = S3Sink(self, bucket, key, dict(metadata or {}), size_hint, min(part, MAX_PART_SIZE))
+        if hint is not None and hint > part * MAX_PARTS:
+            part = math.ceil(hint / MAX_PARTS / MiB) * MiB
+        sink = S3Sink(self, bucket, key, dict(fields or {}), hint, min(part, MAX_PART_SIZE))
         sink.exclusive = exclusive
         return sink
 
