@@ -21,82 +21,14 @@ Figures (best of ``--repeat``, runs interleaved):
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from functools import partial
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-MiB = 1 << 20
-BUCKET = "envstore-bench"
-ROOT = str(Path(__file__).resolve().parents[1])
-
-
-def serve(conn: Connection, root: str) -> None:
-    """The server process: start the OSS test server, answer "log" / "clear" / "stop"."""
-    sys.path.insert(0, root)
-    from tests.servers.oss_compat import OssServer
-
-    server = OssServer().start()
-    server.create_bucket(BUCKET)
-    conn.send((server.endpoint, server.access_key_id, server.access_key_secret))
-    while True:
-        cmd = conn.recv()
-        if cmd == "clear":
-            server.clear_log()
-            conn.send(None)
-        elif cmd == "log":
-            conn.send(
-                [(e.op, e.range, dict(e.headers), e.status, e.sent) for e in list(server.log)]
-            )
-        else:
-            break
-    server.stop()
-    conn.send(None)
-
-
-class Server:
-    def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=serve, args=(child, ROOT), daemon=True)
-        self.proc.start()
-        if not self.conn.poll(60):
-            self.proc.kill()
-            raise RuntimeError("OSS test server did not start")
-        self.endpoint, self.key, self.secret = self.conn.recv()
-
-    def clear(self) -> None:
-        self.conn.send("clear")
-        self.conn.recv()
-
-    def log(self) -> list[tuple[str, str | None, dict[str, str], int, int]]:
-        self.conn.send("log")
-        return self.conn.recv()
-
-    def stop(self) -> None:
-        try:
-            self.conn.send("stop")
-            self.conn.poll(10) and self.conn.recv()
-        finally:
-            self.proc.join(10)
-            if self.proc.is_alive():
-                self.proc.kill()
-
-
-def best(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {k: min(v) for k, v in times.items()}
+from _harness import BUCKET, ROOT, MiB, Server, best, start_oss
 
 
 def clients(server: Server, key_uri: str) -> tuple[Any, Any]:
@@ -208,13 +140,13 @@ def middle_range(server: Server, key_uri: str, mib: int) -> list[tuple[str, ...]
                 got = f.read(MiB)
         assert len(got) == MiB
         log = server.log()
-        sent = sum(e[4] for e in log if e[0] == "GetObject")
+        sent = sum(e[2] for e in log if e[0] == "GetObject")
         ranged = [e for e in log if e[0] == "GetObject" and e[1]]
-        flagged = all(e[2].get("x-oss-range-behavior") == "standard" for e in ranged)
+        flagged = all(e[3] == "standard" for e in ranged)
         rows.append(
             (
                 f"1 MiB range mid-object ({how})",
-                f"{len(ref)} req, {ref[0][4]:,} B",
+                f"{len(ref)} req, {ref[0][2]:,} B",
                 f"{len(log)} req ({'+'.join(e[0] for e in log)}), {sent:,} B",
                 f"{sent / MiB:.3f} MiB" + ("" if flagged else " (RANGE NOT STANDARD)"),
                 f"<= 2 req, <= {limit:,} B",
@@ -235,7 +167,7 @@ def main() -> None:
     from envstore.keys.local import keygen
     from envstore.stores.oss import DEFAULT_PART_SIZE
 
-    server = Server()
+    server = start_oss()
     try:
         key_uri = "local://" + str(keygen(Path(tempfile.mkdtemp()) / "master.key"))
         print(

@@ -19,50 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-MiB = 1 << 20
-BUCKET = "envstore-bench"
+from _harness import BUCKET, MiB, best, setup_env, start_moto
+
 CREDS = {"key": "bench", "secret": "bench"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("moto server did not start")
-
-
-def setup_env() -> None:
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
 
 
 class Counter:
@@ -84,16 +51,6 @@ class Counter:
     def reset(self) -> None:
         self.requests.clear()
         self.received = 0
-
-
-def best(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {k: min(v) for k, v in times.items()}
 
 
 def filesystems(endpoint: str, key_uri: str) -> tuple[Any, Any]:
@@ -303,19 +260,13 @@ def main() -> None:
     ap.add_argument("--rss-mib", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     setup_env()
-    import boto3
-
     import envstore  # noqa: F401
     from envstore.keys.local import keygen
     from envstore.stores.s3 import DEFAULT_PART_SIZE
 
-    proc, endpoint = start_moto()
-    try:
-        boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench"
-        ).create_bucket(Bucket=BUCKET)
+    with start_moto() as server:
+        endpoint = server.endpoint
         key_uri = "local://" + str(keygen(Path(tempfile.mkdtemp()) / "master.key"))
         print(
             f"moto server {endpoint} (own process); envstore part size "
@@ -326,13 +277,6 @@ def main() -> None:
         rows += middle_range(endpoint, key_uri, args.mib)
         rows += parquet_projection(endpoint, key_uri)
         rows += peak_rss(endpoint, key_uri, args.rss_mib)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))

@@ -6,7 +6,7 @@ import functools
 import io
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -112,12 +112,19 @@ class ObjectReader:
         self._run: tuple[int, memoryview] | None = None  # (first chunk, plaintext)
         self._scratch = bytearray()  # reused decryption buffer (at most _RUN_CACHE)
         self._end_ok = False
+        # one thread at a time decrypts into the scratch buffer and copies out of it
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"<ObjectReader {self.loc.path} size={self.plain_len}>"
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("ObjectReader holds key material and must not be pickled")
+
+    def locked(self) -> AbstractContextManager[bool]:
+        """Hold this reader (re-entrant) while decrypting into its scratch buffer and copying
+        out; :meth:`read` and :meth:`authenticate_end` take it, callers of :meth:`open_run` too."""
+        return self._lock
 
     @property
     @_named
@@ -150,8 +157,11 @@ class ObjectReader:
         (by :meth:`fetch`, or a batch answer checked by ``stores.base.exact``: the length is
         already exact)
 
-        The result may live in a buffer reused by the next call: copy what you keep.
+        The result may live in a buffer reused by the next call: call this under
+        :meth:`locked` and copy what you keep before leaving it (else RuntimeError).
         """
+        if not self._lock._is_owned():  # type: ignore[attr-defined]  # (CPython RLock)
+            raise RuntimeError("ObjectReader.open_run must be called under reader.locked()")
         view = memoryview(stored)
         if stored_start == self.loc.body_offset:
             self.loc.envelope.check_prefix(bytes(view[:PREFIX]))
@@ -179,15 +189,26 @@ class ObjectReader:
             if start >= self.plain_len:
                 self.authenticate_end()
             return b""
-        if self._run is not None:
-            first, plain = self._run
-            lo = first * CHUNK
-            if lo <= start and end <= lo + len(plain) and (end < self.plain_len or self._end_ok):
-                return bytes(memoryview(plain)[start - lo : end - lo])
+        with self.locked():  # the run cache and scratch buffer are shared by threads
+            cached = self._cached(start, end)
+        if cached is not None:
+            return cached
         first, _last, s, e = self.plan(start, end)
-        plain = self.open_run(first, self.fetch(s, e), s)
+        stored = self.fetch(s, e)  # outside the lock: other threads' fetches run meanwhile
+        with self.locked():
+            plain = self.open_run(first, stored, s)
+            lo = first * CHUNK
+            return bytes(memoryview(plain)[start - lo : end - lo])
+
+    def _cached(self, start: int, end: int) -> bytes | None:
+        """``[start, end)`` copied from the last decrypted run, if it holds it (under the lock)."""
+        if self._run is None:
+            return None
+        first, plain = self._run
         lo = first * CHUNK
-        return bytes(memoryview(plain)[start - lo : end - lo])
+        if lo <= start and end <= lo + len(plain) and (end < self.plain_len or self._end_ok):
+            return bytes(memoryview(plain)[start - lo : end - lo])
+        return None
 
     def stream(self, step: int = STREAM_STEP) -> Iterator[bytes]:
         """The whole plaintext in pieces of ``step`` bytes, then the final chunk authenticated:
@@ -202,10 +223,13 @@ class ObjectReader:
 
         This is what makes an empty object safe: its body is only the final chunk, so the
         key is unwrapped, the commitment checked and the empty chunk verified here."""
-        if not self._end_ok:
-            start = self.final * CHUNK
-            first, _last, s, e = self.plan(start, self.plain_len)
-            self.open_run(first, self.fetch(s, e), s)
+        if self._end_ok:
+            return
+        with self.locked():
+            if not self._end_ok:  # another thread may have done it meanwhile
+                start = self.final * CHUNK
+                first, _last, s, e = self.plan(start, self.plain_len)
+                self.open_run(first, self.fetch(s, e), s)
             if not self._end_ok:  # pragma: no cover - open_run sets it for the final chunk
                 raise IntegrityError("final chunk not authenticated")
 
@@ -248,9 +272,9 @@ class EnvstoreReadFile(AbstractBufferedFile):
     # sought; reads are serialized (the reader's buffers are per handle). One thread alone
     # sees ordinary file semantics.
     def seek(self, loc: int, whence: int = 0) -> int:
-        if whence == 2:
-            self.reader.authenticate_end()
-        with self._thread_lock:
+        with self._thread_lock:  # never beside another thread's read (the reader's buffers)
+            if whence == 2:
+                self.reader.authenticate_end()
             pos = super().seek(loc, whence)
             self._sought[threading.get_ident()] = pos
         return pos

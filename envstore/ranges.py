@@ -119,14 +119,14 @@ def _fetch(
         assert isinstance(reader, ObjectReader)
         try:
             stored = reader.fetch(ws, we) if blob is None else exact(blob, p, ws, we)
-            plain = reader.open_run(first, stored, ws)
+            with reader.locked():  # the run lives in the reader's buffer: copy out inside
+                plain = reader.open_run(first, stored, ws)
+                lo = first * CHUNK
+                for i in idx:
+                    s, e = out[i]
+                    out[i] = bytes(plain[s - lo : e - lo]) if s < e else b""
         except Exception as exc:
             if on_error != "return":
                 raise
             for i in idx:
                 out[i] = exc
-            continue
-        lo = first * CHUNK
-        for i in idx:
-            s, e = out[i]
-            out[i] = bytes(plain[s - lo : e - lo]) if s < e else b""

@@ -12,23 +12,52 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from urllib.parse import unquote
 
 __all__ = ["describe_uri", "looks_like_key", "safe_uri"]
 
 #: master and data keys are 32 bytes; a typed key is base64 (std or url-safe) or hex of them
 _KEY_BYTES = 32
-_B64 = re.compile(r"[A-Za-z0-9+/_-]{42,44}={0,2}")
-_HEX = re.compile(r"[0-9A-Fa-f]{64}")
+_B64 = re.compile(r"[A-Za-z0-9+/]{43}|[A-Za-z0-9_-]{43}")  # one alphabet, not both
+_HEX = re.compile(r"[0-9a-f]{64}")
+#: what people put between hex digits: 0x / \x prefixes, spaces, newlines, ":" "-" "," ...
+_HEX_NOISE = re.compile(r"""(?<![0-9a-f])0x|\\x|[\s:,;'"`\-]+""")
 _SCHEME = re.compile(r"[a-z][a-z0-9-]{0,19}")
+_SPLIT = re.compile(r"[\s:;,?&=@]+")
+_QUOTES = "'\"`"
+#: one part of a human-made name between separators: a camelCase/CamelCase run of words
+#: (``alias``, ``ProductionDataKey``, ``TenantA``, ``Key2``) or an all-one-case word
+_PART = re.compile(r"[a-z]*(?:[A-Z][a-z]+)+[A-Z]?[0-9]*|[a-z]{2,}[0-9]*|[A-Z]{2,}[0-9]*|")
+_PART_SEPS = re.compile(r"[_/-]+")
+
+
+def _name_like(core: str) -> bool:
+    """Whether a 43-character run of base64 characters reads as a human-made name.
+
+    Any 43 characters of ``[A-Za-z0-9_-]`` decode as url-safe base64 to 32 bytes, so a long
+    environment variable name, path or KMS alias has the shape of a key; names differ from
+    random text in their letters. A name if its letters are all of one case
+    (``ENVSTORE_MASTER_KEY_FOR_PRODUCTION_TENANT_A``, ``srv/keys/...``) or each part between
+    ``_ - / .`` is camelCase words or one all-caps/all-lowercase word
+    (``alias/ProductionDataEncryptionKeyForTenant``). Random keys pass with a probability
+    of about 3e-7 (url-safe) / 1e-7 (standard alphabet), computed exactly over the 64**43
+    strings (the one-case rule alone: 4e-10); a key taken for a name is at most echoed as
+    that name, which this bounds.
+    """
+    if not any(c.islower() for c in core) or not any(c.isupper() for c in core):
+        return True
+    return all(_PART.fullmatch(part) for part in _PART_SEPS.split(core))
 
 
 def _decodes_to_key(token: str) -> bool:
-    if _HEX.fullmatch(token):
+    """Hex (with any 0x, \\x, spaces, colons, dashes between digits) or base64 (std or
+    url-safe, padded or not, split by whitespace, quoted) of 32 bytes, not a name."""
+    if _HEX.fullmatch(_HEX_NOISE.sub("", token.lower())):
         return True
-    if not _B64.fullmatch(token):
+    core = "".join(token.split()).strip(_QUOTES).rstrip("=")
+    if not _B64.fullmatch(core) or _name_like(core):
         return False
-    padded = token.rstrip("=")
-    padded += "=" * (-len(padded) % 4)
+    padded = core + "="
     for alt in (None, b"-_"):
         try:
             raw = base64.b64decode(padded, altchars=alt, validate=True)
@@ -41,17 +70,21 @@ def _decodes_to_key(token: str) -> bool:
 
 def looks_like_key(text: object) -> bool:
     """Whether ``text`` (a key URI, a part of one, a path) holds what looks like a typed key:
-    a run that decodes to 32 bytes from base64 / url-safe base64 / hex."""
+    a run that decodes to 32 bytes from hex (``0x``/``:``/space-separated too) or base64
+    (std or url-safe, with or without padding, split across lines, quoted), and that does
+    not read as a name (an environment variable, a path, a KMS key id, ARN or alias)."""
     if not isinstance(text, str):
         return False
     rest = text.split("://", 1)[1] if "://" in text else text
-    heads = {text.strip(), rest.strip()}
+    heads = {text, rest}
     if ":" in text:  # local:<b64>, local:/<b64>
-        heads.add(text.split(":", 1)[1].strip())
+        heads.add(text.split(":", 1)[1])
+    heads |= {unquote(h) for h in heads if "%" in h}  # a URL-encoded paste
     candidates = set()
     for head in heads:  # local:///<b64>: the key itself may start with "/"
+        head = head.strip().strip(_QUOTES).strip()
         candidates |= {head[i:] for i in range(4) if head[:i] == "/" * i}
-    candidates |= set(re.split(r"[\s:;,?&=@]+", rest))
+    candidates |= set(_SPLIT.split(rest))
     return any(_decodes_to_key(c) for c in candidates if c)
 
 
