@@ -6,7 +6,6 @@ import functools
 import io
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -328,11 +327,7 @@ class EnvstoreWriteFile(io.RawIOBase):
         self.blocksize = nchunks * CHUNK
         self._buf = bytearray(self.blocksize)
         self._fill = 0
-        # two ciphertext buffers: one being written by the sink thread, one being filled
-        self._outs = [bytearray(nchunks * WIRE_CHUNK)]
-        self._flip = 0
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: Future[None] | None = None
+        self._out = bytearray(nchunks * WIRE_CHUNK)  # ciphertext of one block
         self._pos = 0
         self._done = False
         try:
@@ -361,29 +356,16 @@ class EnvstoreWriteFile(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
-    def _seal(self, data: memoryview, last: bool = False) -> None:
-        """Encrypt full chunks and hand them to the sink.
+    def _seal(self, data: memoryview) -> None:
+        """Encrypt full chunks and hand them to the sink, on the caller's thread.
 
-        From the second block on, the sink writes on a helper thread while the next block is
-        encrypted (network and file writes, and pyca's native cipher, release the GIL).
+        The sink is the one layer of write concurrency: the S3 and OSS sinks copy the bytes
+        into a part buffer and upload parts in the background (:mod:`envstore.stores.partsink`)
+        while the next block is encrypted; local and memory sinks write at memory speed.
         """
-        if len(self._outs) <= self._flip:
-            self._outs.append(bytearray(len(self._outs[0])))
-        out = self._outs[self._flip]
+        out = self._out
         n = self._enc.encrypt_full_into(data, memoryview(out))
-        self._wait()
-        if last and self._pool is None:
-            self._sink.write(memoryview(out)[:n])
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="envstore-write")
-        self._inflight = self._pool.submit(self._sink.write, memoryview(out)[:n])
-        self._flip ^= 1
-
-    def _wait(self) -> None:
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            inflight.result()
+        self._sink.write(memoryview(out)[:n])
 
     def write(self, data: Any) -> int:
         if self.closed:
@@ -432,8 +414,7 @@ class EnvstoreWriteFile(io.RawIOBase):
         try:
             full = (self._fill // CHUNK) * CHUNK
             if full:
-                self._seal(memoryview(self._buf)[:full], last=True)
-            self._wait()
+                self._seal(memoryview(self._buf)[:full])
             tail = self._enc.update(memoryview(self._buf)[full : self._fill])
             assert not tail
             self._sink.write(self._enc.finalize())
@@ -450,20 +431,13 @@ class EnvstoreWriteFile(io.RawIOBase):
         if self.closed:
             return
         try:
-            try:
-                self._wait()
-            except BaseException:
-                pass
             self._sink.discard()
         finally:
             self._release()
 
     def _release(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
         self._buf = bytearray()
-        self._outs = []
+        self._out = bytearray()
         self._enc = None  # type: ignore[assignment]
         super().close()
 

@@ -36,7 +36,7 @@ from envstore.ranges import plain_range, read_ranges
 from envstore.stores import Store, inner_filesystem, store_for
 from envstore.stores.base import DEFAULT_READ_DEADLINE
 from envstore.stores.failures import translating
-from envstore.stores.local import TEMP_PREFIX
+from envstore.stores.local import is_temp_name
 from envstore.stores.s3_deadline import DEFAULT_WRITE_DEADLINE
 
 __all__ = ["EnvstoreFileSystem"]
@@ -177,7 +177,7 @@ class EnvstoreFileSystem(ChainedFileSystem):
         return [
             (name, self.objects.plain_entry(e))
             for name, e in entries
-            if not os.path.basename(name.rstrip("/")).startswith(TEMP_PREFIX)
+            if not is_temp_name(os.path.basename(name.rstrip("/")))
         ]
 
     # -- delegated, content-free operations --------------------------------------------------

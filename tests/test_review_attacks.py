@@ -346,9 +346,6 @@ def _old(path: Path) -> None:
     os.utime(path, (past, past))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: clean of a file URL sweeps the file's whole parent tree"
-)
 def test_clean_of_a_file_stays_with_that_file(tmp_path: Path, key_uri: str) -> None:
     """``envstore clean /home/me/report.csv`` walks all of /home/me recursively (the parent of
     a file is taken as the root) and removes leftovers of unrelated writes anywhere below."""
@@ -359,9 +356,6 @@ def test_clean_of_a_file_stays_with_that_file(tmp_path: Path, key_uri: str) -> N
     assert other.exists(), found
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: clean deletes any file whose name starts with .envstore-part-"
-)
 def test_clean_removes_only_envstore_temp_names(tmp_path: Path, key_uri: str) -> None:
     """envstore's temp files are ``.envstore-part-<name>.<12 hex>``; clean (and ls/find, which
     hide them) match the prefix alone, so a user's own ``.envstore-part-notes`` is deleted."""
@@ -465,10 +459,6 @@ def test_raw_key_bytes_as_key_uri_are_not_echoed() -> None:
 # -- writes through a generic fsspec filesystem --------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: generic store writes in place: a failed write destroys the old object",
-)
 def test_failed_write_over_dirfs_keeps_the_old_object(tmp_path: Path, key_uri: str) -> None:
     """envstore over ``DirFileSystem`` (``envstore::dir::file://...``; the same holds for any
     fsspec filesystem whose ``open("wb")`` writes in place: sftp, ftp, smb, hdfs) goes through

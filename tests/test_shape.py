@@ -8,8 +8,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "envstore"
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
@@ -84,9 +82,6 @@ def test_tools_use_no_private_members() -> None:
     assert [u for p in tools for u in _private_uses(p)] == []
 
 
-@pytest.mark.xfail(
-    strict=False, reason="issue 11 part 2 (s11-stores) reshapes envstore/stores/; lead flips this"
-)
 def test_stores_shape() -> None:
     found = [m for p in _modules(stores=True) for m in _too_long(p) + _long_functions(p)]
     assert found == []

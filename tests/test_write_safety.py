@@ -322,8 +322,8 @@ def test_key_cache_streamed_write_gets_its_own_key(memroot: str, key_uri: str) -
 def test_clean_local_temp_files(tmp_path: Path, key_uri: str) -> None:
     root = tmp_path / "store"
     (root / "d").mkdir(parents=True)
-    old = root / "d" / f"{TEMP_PREFIX}x.abc"
-    new = root / f"{TEMP_PREFIX}y.def"
+    old = root / "d" / f"{TEMP_PREFIX}x.0123456789ab"  # envstore's own temp names
+    new = root / f"{TEMP_PREFIX}y.abcdef012345"
     keep = root / "d" / "data.bin"
     for p in (old, new, keep):
         p.write_bytes(b"x")

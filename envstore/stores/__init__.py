@@ -22,7 +22,7 @@ ADAPTERS: dict[str, str] = {
     "memory": "envstore.stores.local:MemoryStore",
     "s3": "envstore.stores.s3:S3Store",
     "s3a": "envstore.stores.s3:S3Store",
-    "oss": "envstore.stores.oss:OssStore",
+    "oss": "envstore.stores.oss_store:OssStore",
 }
 #: inner protocol -> the pip extra that installs what it needs
 EXTRAS: dict[str, str] = {"s3": "s3", "s3a": "s3", "oss": "oss"}

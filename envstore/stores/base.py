@@ -7,13 +7,20 @@ envelopes live in the in-object header; S3 and OSS adapters store them as user m
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fsspec import AbstractFileSystem
+from fsspec.spec import AbstractBufferedFile
 
 from envstore.errors import ConcurrentModificationError, IntegrityError
+
+#: envelope fields for user metadata (None: the store keeps the envelope in the object)
+Fields = Mapping[str, str] | None
+#: the size of the object about to be written, when known
+Hint = int | None
 
 #: default of the envstore option ``read_deadline``: seconds one read request to a remote
 #: store (a HEAD, a ranged GET) may take, retries included (plus 1 s per MiB fetched)
@@ -197,16 +204,12 @@ class Store:
         return out
 
     def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
+        self, path: str, fields: Fields, hint: int | None, exclusive: bool = False
     ) -> Sink:
         """A pending object at ``path``.  With ``exclusive`` the commit fails with
         FileExistsError if an object appeared at ``path`` meanwhile (generic stores check just
         before the commit; the local, S3 and OSS adapters make the check atomic)."""
-        if metadata:
+        if fields:
             raise NotImplementedError(f"{type(self).__name__} has no user metadata")
         return _FileSink(self.fs, path, exclusive)
 
@@ -219,13 +222,20 @@ class Store:
 
 
 class _FileSink:
-    """Writes through the inner filesystem's own buffered file (uploaded on close)."""
+    """Writes through the inner filesystem to a temporary name beside the target
+    (``.envstore-part-<name>.<12 hex>``, hidden from listings, removed by ``envstore clean``)
+    and moves it into place on commit: filesystems whose ``open("wb")`` writes in place (dirfs
+    over local files, sftp, ftp, smb, hdfs...) never hold a partial object at the target, and
+    a failed write leaves the old object as it was."""
 
     def __init__(self, fs: AbstractFileSystem, path: str, exclusive: bool = False) -> None:
         self.fs = fs
         self.path = path
         self.exclusive = exclusive
-        self.f = fs.open(path, "wb")
+        parent, _, name = path.rstrip("/").rpartition("/")
+        temp = f".envstore-part-{name}.{secrets.token_hex(6)}"
+        self.temp = f"{parent}/{temp}" if parent else temp
+        self.f = fs.open(self.temp, "wb")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.f.write(bytes(data) if isinstance(data, memoryview) else data)
@@ -234,16 +244,31 @@ class _FileSink:
         if self.exclusive and self.fs.exists(self.path):
             self.discard()
             raise FileExistsError(self.path)
-        self.f.close()
+        try:
+            self.f.close()
+            self.fs.mv(self.temp, self.path)
+        except BaseException:
+            self._remove_temp()
+            raise
 
     def discard(self) -> None:
         discard = getattr(self.f, "discard", None)
         try:
             if discard is not None:
-                discard()
-        finally:
-            # AbstractBufferedFile.__del__ would otherwise close (= upload) what was written
+                discard()  # e.g. abort a multipart upload already begun
+        except Exception:
+            pass
+        if isinstance(self.f, AbstractBufferedFile):
+            self.f.closed = True  # its __del__ would otherwise close (= upload) what was written
+        else:
             try:
-                self.f.closed = True
-            except AttributeError:
+                self.f.close()  # a plain file written in place: close it, then remove it
+            except Exception:
                 pass
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        try:
+            self.fs.rm_file(self.temp)
+        except (FileNotFoundError, OSError):
+            pass  # never created (buffered upload discarded), or gone: nothing is left

@@ -25,105 +25,61 @@ __all__ = ["FAILURE_TO_EXCEPTION", "translate", "translating"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: (builtin, errno) of each kind of failure
+_REFUSED: tuple[type[OSError], int] = (ConnectionRefusedError, errno.ECONNREFUSED)
+_TIMEOUT: tuple[type[OSError], int] = (TimeoutError, errno.ETIMEDOUT)
+_ABORTED: tuple[type[OSError], int] = (ConnectionError, errno.ECONNABORTED)
+_NO_PROXY: tuple[type[OSError], int] = (ConnectionError, errno.ECONNREFUSED)
+_RESET: tuple[type[OSError], int] = (ConnectionResetError, errno.ECONNRESET)
+_EIO: tuple[type[OSError], int] = (OSError, errno.EIO)
+_BROKEN: tuple[type[OSError], int] = (ConnectionError, errno.ECONNRESET)
+_DENIED: tuple[type[OSError], int] = (PermissionError, errno.EACCES)
+_NO_CONNECT = "could not connect to the endpoint"
+_CUT = "response body cut short"
+_NO_NAME = "could not resolve the endpoint's host name"
+_CHECKSUM = "response checksum mismatch: the body was altered or cut short"
+_CLOSED = "connection closed by the server"
+_UNREADABLE = "unreadable response from the store"
+
 #: ``"module:Class"`` -> (builtin, errno, what happened); most specific first: the first
 #: match wins (``ClientConnectorError`` is a ``ClientOSError`` is a ``ClientConnectionError``)
 FAILURE_TO_EXCEPTION: tuple[tuple[str, type[OSError], int, str], ...] = (
     # urllib3 makes these ConnectTimeoutErrors: before the timeouts
-    (
-        "urllib3.exceptions:NameResolutionError",
-        ConnectionRefusedError,
-        errno.ECONNREFUSED,
-        "could not resolve the endpoint's host name",
-    ),
-    (
-        "urllib3.exceptions:NewConnectionError",
-        ConnectionRefusedError,
-        errno.ECONNREFUSED,
-        "could not connect to the endpoint",
-    ),
+    ("urllib3.exceptions:NameResolutionError", *_REFUSED, _NO_NAME),
+    ("urllib3.exceptions:NewConnectionError", *_REFUSED, _NO_CONNECT),
     # timeouts
-    ("botocore.exceptions:ConnectTimeoutError", TimeoutError, errno.ETIMEDOUT, "connect timed out"),
-    ("botocore.exceptions:ReadTimeoutError", TimeoutError, errno.ETIMEDOUT, "read timed out"),
-    ("aiohttp:ServerTimeoutError", TimeoutError, errno.ETIMEDOUT, "timed out"),
-    ("fsspec.exceptions:FSTimeoutError", TimeoutError, errno.ETIMEDOUT, "timed out"),
-    ("requests.exceptions:Timeout", TimeoutError, errno.ETIMEDOUT, "timed out"),
-    ("urllib3.exceptions:TimeoutError", TimeoutError, errno.ETIMEDOUT, "timed out"),
-    ("asyncio:TimeoutError", TimeoutError, errno.ETIMEDOUT, "timed out"),  # 3.10: not builtin
+    ("botocore.exceptions:ConnectTimeoutError", *_TIMEOUT, "connect timed out"),
+    ("botocore.exceptions:ReadTimeoutError", *_TIMEOUT, "read timed out"),
+    ("aiohttp:ServerTimeoutError", *_TIMEOUT, "timed out"),
+    ("fsspec.exceptions:FSTimeoutError", *_TIMEOUT, "timed out"),
+    ("requests.exceptions:Timeout", *_TIMEOUT, "timed out"),
+    ("urllib3.exceptions:TimeoutError", *_TIMEOUT, "timed out"),
+    ("asyncio:TimeoutError", *_TIMEOUT, "timed out"),  # 3.10: not builtin
     # the endpoint cannot be reached
-    (
-        "botocore.exceptions:EndpointConnectionError",
-        ConnectionRefusedError,
-        errno.ECONNREFUSED,
-        "could not connect to the endpoint",
-    ),
-    (
-        "aiohttp:ClientConnectorError",
-        ConnectionRefusedError,
-        errno.ECONNREFUSED,
-        "could not connect to the endpoint",
-    ),
-    ("botocore.exceptions:SSLError", ConnectionError, errno.ECONNABORTED, "TLS failed"),
-    ("botocore.exceptions:ProxyConnectionError", ConnectionError, errno.ECONNREFUSED, "proxy"),
+    ("botocore.exceptions:EndpointConnectionError", *_REFUSED, _NO_CONNECT),
+    ("aiohttp:ClientConnectorError", *_REFUSED, _NO_CONNECT),
+    ("botocore.exceptions:SSLError", *_ABORTED, "TLS failed"),
+    ("botocore.exceptions:ProxyConnectionError", *_NO_PROXY, "proxy"),
     # the connection broke mid-request or mid-response
-    (
-        "botocore.exceptions:ConnectionClosedError",
-        ConnectionResetError,
-        errno.ECONNRESET,
-        "connection closed by the server",
-    ),
-    (
-        "aiohttp:ServerDisconnectedError",
-        ConnectionResetError,
-        errno.ECONNRESET,
-        "server disconnected",
-    ),
+    ("botocore.exceptions:ConnectionClosedError", *_RESET, _CLOSED),
+    ("aiohttp:ServerDisconnectedError", *_RESET, "server disconnected"),
     # a body cut short or unreadable
-    (
-        "aiohttp:ClientPayloadError",
-        ConnectionResetError,
-        errno.ECONNRESET,
-        "response body cut short",
-    ),
-    (
-        "botocore.exceptions:IncompleteReadError",
-        ConnectionResetError,
-        errno.ECONNRESET,
-        "response body cut short",
-    ),
-    (
-        "botocore.exceptions:ResponseStreamingError",
-        ConnectionResetError,
-        errno.ECONNRESET,
-        "response body cut short",
-    ),
-    ("http.client:IncompleteRead", ConnectionResetError, errno.ECONNRESET, "body cut short"),
-    (
-        "botocore.exceptions:FlexibleChecksumError",
-        OSError,
-        errno.EIO,
-        "response checksum mismatch: the body was altered or cut short",
-    ),
-    (
-        "botocore.parsers:ResponseParserError",
-        OSError,
-        errno.EIO,
-        "unreadable response from the store",
-    ),
+    ("aiohttp:ClientPayloadError", *_RESET, _CUT),
+    ("botocore.exceptions:IncompleteReadError", *_RESET, _CUT),
+    ("botocore.exceptions:ResponseStreamingError", *_RESET, _CUT),
+    ("http.client:IncompleteRead", *_RESET, "body cut short"),
+    ("botocore.exceptions:FlexibleChecksumError", *_EIO, _CHECKSUM),
+    ("botocore.parsers:ResponseParserError", *_EIO, _UNREADABLE),
     # anything else of the HTTP stacks
-    ("aiohttp:ClientOSError", ConnectionResetError, errno.ECONNRESET, "connection broken"),
-    ("aiohttp:ClientConnectionError", ConnectionError, errno.ECONNRESET, "connection failed"),
-    ("botocore.exceptions:HTTPClientError", ConnectionError, errno.ECONNRESET, "HTTP failure"),
-    ("botocore.exceptions:ConnectionError", ConnectionError, errno.ECONNRESET, "connection"),
-    ("requests.exceptions:ConnectionError", ConnectionError, errno.ECONNRESET, "connection"),
-    ("urllib3.exceptions:HTTPError", ConnectionError, errno.ECONNRESET, "HTTP failure"),
-    ("aiohttp:ClientError", OSError, errno.EIO, "HTTP client error"),
-    (
-        "botocore.exceptions:NoCredentialsError",
-        PermissionError,
-        errno.EACCES,
-        "no credentials found",
-    ),
-    ("botocore.exceptions:BotoCoreError", OSError, errno.EIO, "store client error"),
+    ("aiohttp:ClientOSError", *_RESET, "connection broken"),
+    ("aiohttp:ClientConnectionError", *_BROKEN, "connection failed"),
+    ("botocore.exceptions:HTTPClientError", *_BROKEN, "HTTP failure"),
+    ("botocore.exceptions:ConnectionError", *_BROKEN, "connection"),
+    ("requests.exceptions:ConnectionError", *_BROKEN, "connection"),
+    ("urllib3.exceptions:HTTPError", *_BROKEN, "HTTP failure"),
+    ("aiohttp:ClientError", *_EIO, "HTTP client error"),
+    ("botocore.exceptions:NoCredentialsError", *_DENIED, "no credentials found"),
+    ("botocore.exceptions:BotoCoreError", *_EIO, "store client error"),
 )
 
 _classes: list[tuple[type[BaseException], type[OSError], int, str]] | None = None

@@ -5,20 +5,29 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from fsspec.implementations.memory import MemoryFile
 
 from envstore.errors import ConcurrentModificationError
-from envstore.stores.base import Sink, Store, entry_token
+from envstore.stores.base import Fields, Sink, Store, entry_token
 
 #: prefix of in-progress local writes (hidden from envstore listings)
 TEMP_PREFIX = ".envstore-part-"
+#: envstore's own temporary names: ``.envstore-part-<name>.<12 hex>`` (nothing else is
+#: hidden from listings or removed by ``clean``)
+_TEMP_NAME = re.compile(r"\.envstore-part-(.+)\.[0-9a-f]{12}", re.DOTALL)
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file's base name is one of envstore's temporary names."""
+    return _TEMP_NAME.fullmatch(name) is not None
 
 
 _AT_FDCWD = -100
@@ -73,13 +82,9 @@ class LocalStore(Store):
     """``file://``: a temporary file beside the target, fsync'd and renamed into place."""
 
     def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
+        self, path: str, fields: Fields, hint: int | None, exclusive: bool = False
     ) -> Sink:
-        if metadata:
+        if fields:
             raise NotImplementedError("local files have no user metadata")
         path = self.fs._strip_protocol(path)
         if self.fs.isdir(path):
@@ -112,7 +117,8 @@ class LocalStore(Store):
         _swap_if_same(sink.temp, path, (st.st_dev, st.st_ino))
 
     def clean(self, path: str, older_than: float, dry_run: bool) -> list[dict[str, Any]]:
-        """Remove ``.envstore-part-*`` files under ``path`` last modified ``older_than``
+        """Remove envstore's temporary files (``.envstore-part-<name>.<12 hex>``) under
+        directory ``path`` (or of writes to file ``path``) last modified ``older_than``
         seconds ago or earlier (writes killed before their commit)."""
         root = self.fs._strip_protocol(path)
         now = time.time()
@@ -163,12 +169,23 @@ def _swap_if_same(temp: str, path: str, identity: tuple[int, int]) -> None:
 
 
 def _temp_files(root: str) -> Iterator[tuple[str, float]]:
-    """``.envstore-part-*`` files at or under ``root`` with their mtimes."""
-    if os.path.isfile(root):
-        root = os.path.dirname(root)
+    """envstore's temporary files under directory ``root`` with their mtimes; for a file
+    ``root`` (or a name that is not there), only the temporary files of writes to it."""
+    if not os.path.isdir(root):
+        head, tail = os.path.split(root.rstrip("/"))
+        found = os.listdir(head) if os.path.isdir(head) else []
+        for f in found:
+            match = _TEMP_NAME.fullmatch(f)
+            if match is not None and match.group(1) == tail:
+                name = os.path.join(head, f)
+                try:
+                    yield name, os.stat(name).st_mtime
+                except FileNotFoundError:
+                    continue
+        return
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            if f.startswith(TEMP_PREFIX):
+            if is_temp_name(f):
                 name = os.path.join(dirpath, f)
                 try:
                     yield name, os.stat(name).st_mtime
@@ -225,13 +242,9 @@ class MemoryStore(Store):
         return f.getbuffer()[start:end]
 
     def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
+        self, path: str, fields: Fields, hint: int | None, exclusive: bool = False
     ) -> Sink:
-        if metadata:
+        if fields:
             raise NotImplementedError("memory files have no user metadata")
         path = self.fs._strip_protocol(path)
         if self.fs.isdir(path) and path in getattr(self.fs, "pseudo_dirs", ()):

@@ -11,16 +11,10 @@ metadata read), so envstore talks to OSS with oss2 only:
   Options use the names ossfs users know: ``endpoint``, ``key``, ``secret``, ``token``; when
   absent, ``OSS_ENDPOINT``, ``OSS_ACCESS_KEY_ID``, ``OSS_ACCESS_KEY_SECRET``,
   ``OSS_SESSION_TOKEN`` (or the ``ALIBABA_CLOUD_*`` equivalents) apply.
-* :class:`OssStore` — the adapter: one ``HeadObject`` per object (cached briefly per path;
-  a directory costs one HEAD and one LIST), ranged ``GetObject`` always with
-  ``x-oss-range-behavior: standard``, bodies read as stored in one piece, ``PutObject`` or a
-  multipart upload (metadata on initiate, two parts in flight, aborted on any failure), every
-  upload with its Content-MD5 (OSS verifies it before storing; oss2's client-side CRC64 is off
-  unless ``enable_crc=True``: it holds the GIL at ~300 MB/s and oss2 never compares it on
-  downloads), copies that keep the envelope (``CopyObject`` with
-  ``x-oss-metadata-directive: COPY``; ``UploadPartCopy`` above 1 GB), metadata rewrites in
-  place (rewrap) that keep the other metadata and standard headers, the 8 KB user-metadata
-  limit.
+* :class:`~envstore.stores.oss_store.OssStore` — the adapter (HEAD cache, ranged reads,
+  single or multipart uploads with Content-MD5, copies that keep the envelope, metadata
+  rewrites in place; see that module).  oss2's client-side CRC64 is off unless
+  ``enable_crc=True``: it holds the GIL at ~300 MB/s and oss2 never compares it on downloads.
 
 OSS errors become the builtin ``OSError`` subclasses s3fs users know: ``FileNotFoundError``
 (NoSuchKey, NoSuchBucket), ``PermissionError`` (AccessDenied, SignatureDoesNotMatch,
@@ -30,15 +24,13 @@ InvalidAccessKeyId), ``ConnectionError`` (no response), ``OSError`` otherwise.
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import errno
 import hashlib
 import os
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from glob import has_magic
 from typing import Any, TypeVar
 
@@ -46,44 +38,16 @@ import oss2
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from envstore.errors import (
-    ConcurrentModificationError,
     ConfigError,
-    FormatError,
-    IntegrityError,
 )
-from envstore.format import has_envelope, plain_size
-from envstore.stores.base import Head, Store
 from envstore.stores.failures import translate as transport_failure
-from envstore.stores.oss_ops import (
-    FORBID_OVERWRITE,
-    clean_uploads,
-    commit_error,
-    copy_error,
-    exists_error,
-    require_bucket,
-)
 from envstore.stores.oss_protocol import strip_oss
 
-__all__ = ["OSSFileSystem", "OssStore"]
+__all__ = ["OSSFileSystem", "call", "translate"]
 
 MiB = 1 << 20
 META_PREFIX = "x-oss-meta-"
-MIN_PART_SIZE = 100 * 1024  # OSS: every part but the last
-DEFAULT_PART_SIZE = 16 * MiB
-MAX_PARTS = 10_000
-COPY_LIMIT = 1 << 30  # CopyObject handles sources up to 1 GB
 STANDARD_RANGE = {"x-oss-range-behavior": "standard"}
-#: Content-Type and the other standard headers OSS keeps with an object: a metadata REPLACE
-#: drops them unless they are sent again, a multipart copy unless they are set on initiate
-KEPT_HEADERS = (
-    "Content-Type",
-    "Cache-Control",
-    "Content-Disposition",
-    "Content-Encoding",
-    "Content-Language",
-    "Expires",
-)
-
 T = TypeVar("T")
 
 _PERMISSION = {
@@ -286,14 +250,9 @@ class OSSFileSystem(AbstractFileSystem):
         except FileNotFoundError:
             return False
 
-    def find(
-        self,
-        path: str,
-        maxdepth: int | None = None,
-        withdirs: bool = False,
-        detail: bool = False,
-        **kwargs: Any,
-    ) -> Any:
+    def find(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
+        """Every object below ``path`` in one listing (fsspec's walk for a ``maxdepth``)."""
+        withdirs, detail = kwargs.pop("withdirs", False), kwargs.pop("detail", False)
         if maxdepth is not None:
             return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail, **kwargs)
         path = self._strip_protocol(path)
@@ -493,471 +452,11 @@ class _OSSFile(AbstractBufferedFile):
         return self.fs.cat_file(self.path, start=start, end=end)
 
 
-class _Cached:
-    __slots__ = ("entry", "expires", "head")
+def __getattr__(name: str) -> Any:
+    """``OssStore`` and ``DEFAULT_PART_SIZE`` live in :mod:`envstore.stores.oss_store` (they
+    import this module); kept importable from here."""
+    if name in ("OssStore", "DEFAULT_PART_SIZE", "OssSink"):
+        from envstore.stores import oss_store
 
-    def __init__(self, head: Head | None, entry: dict[str, Any], expires: float) -> None:
-        self.head = head
-        self.entry = entry
-        self.expires = expires
-
-
-class OssStore(Store):
-    """Adapter for :class:`OSSFileSystem`."""
-
-    #: OSS's user-metadata limit (keys with their ``x-oss-meta-`` prefix, plus values)
-    metadata_limit = 8192
-    head_ttl: float = 5.0
-    head_cache_size: int = 4096
-    copy_part_size: int = 256 * MiB
-    #: multipart upload parts in flight per writer (each holds one part buffer)
-    upload_concurrency: int = 2
-
-    def __init__(self, fs: OSSFileSystem) -> None:  # type: ignore[override]
-        if not isinstance(fs, OSSFileSystem):
-            raise ConfigError(
-                "envstore reads and writes OSS through oss2 (ossfs loses metadata and range "
-                "bytes): use target_protocol='oss' / envstore::oss:// rather than an ossfs "
-                "instance"
-            )
-        super().__init__(fs)
-        self.fs: OSSFileSystem = fs
-        self.part_size = DEFAULT_PART_SIZE
-        self._heads: OrderedDict[str, _Cached] = OrderedDict()
-        self._lock = threading.Lock()
-        self._buckets: set[str] = set()  # buckets known to exist
-
-    filesystem_class = OSSFileSystem
-
-    @classmethod
-    def make_filesystem(cls, options: Mapping[str, Any]) -> OSSFileSystem:
-        return OSSFileSystem(**dict(options))
-
-    # -- HEAD cache --------------------------------------------------------------------------
-    def forget(self, path: str | None = None) -> None:
-        with self._lock:
-            if path is None:
-                self._heads.clear()
-                return
-            name = self.fs._strip_protocol(path)
-            for p in [p for p in self._heads if p == name or p.startswith(name + "/")]:
-                del self._heads[p]
-        self.fs.invalidate_cache(path)
-
-    def _lookup(self, path: str) -> _Cached:
-        name = self.fs._strip_protocol(path)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._heads.get(name)
-            if hit is not None and hit.expires > now:
-                return hit
-        bucket, key = self.fs.split_path(name)
-        head: Head | None = None
-        try:
-            result = self.fs.bucket(bucket).head_object(key) if key else None
-        except oss2.exceptions.NotFound:
-            result = None
-        except oss2.exceptions.OssError as exc:
-            raise translate(exc, name) from exc
-        if result is not None:
-            fields = {
-                k.lower()[len(META_PREFIX) :]: v
-                for k, v in result.headers.items()
-                if k.lower().startswith(META_PREFIX + "envstore-")
-            }
-            head = Head(
-                int(result.content_length),
-                fields,
-                (result.content_length, result.etag, result.last_modified),
-            )
-            entry = OSSFileSystem._file_entry(
-                bucket, key, result.content_length, result.etag, result.last_modified
-            )
-        else:  # a directory (one LIST; the HEAD was just made), or FileNotFoundError
-            found = self.fs.directory(name)
-            if found is None:
-                raise FileNotFoundError(errno.ENOENT, "no such object or prefix", name)
-            entry = found
-        cached = _Cached(head, entry, now + self.head_ttl)
-        with self._lock:
-            self._heads[name] = cached
-            self._heads.move_to_end(name)
-            while len(self._heads) > self.head_cache_size:
-                self._heads.popitem(last=False)
-        return cached
-
-    def head(self, path: str) -> Head:
-        cached = self._lookup(path)
-        if cached.head is None:
-            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-        return cached.head
-
-    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        return dict(self._lookup(path).entry)
-
-    def isfile(self, path: str) -> bool:
-        try:
-            return self._lookup(path).head is not None
-        except FileNotFoundError:
-            return False
-
-    def metadata_size(self, fields: Mapping[str, str]) -> int:
-        return sum(
-            len(META_PREFIX) + len(k.encode("utf-8")) + len(v.encode("utf-8"))
-            for k, v in fields.items()
-        )
-
-    def listing_plain_size(self, entry: Mapping[str, Any]) -> int | None:
-        """As on S3: a listed object is taken to carry its envelope in metadata unless a
-        recent HEAD of that very object says otherwise; impossible sizes return None."""
-        size = entry.get("size")
-        if size is None:
-            return None
-        with self._lock:
-            hit = self._heads.get(str(entry.get("name", "")))
-        if hit is not None and hit.head is not None and hit.head.size == int(size):
-            if not has_envelope(hit.head.fields):
-                return None
-        try:
-            return plain_size(int(size))
-        except (IntegrityError, FormatError):
-            return None
-
-    def listing_encrypted(self, entry: Mapping[str, Any]) -> bool | None:
-        """As on S3: True only when a cached HEAD of this object shows an envelope."""
-        with self._lock:
-            hit = self._heads.get(str(entry.get("name", "")))
-        if hit is not None and hit.head is not None and hit.head.size == entry.get("size"):
-            same = hit.entry.get("ETag") == entry.get("ETag", hit.entry.get("ETag"))
-            if same and has_envelope(hit.head.fields):
-                return True
-        return None
-
-    @staticmethod
-    def _meta_headers(fields: Mapping[str, str] | None) -> dict[str, str]:
-        return {META_PREFIX + k: v for k, v in (fields or {}).items()}
-
-    @staticmethod
-    def _kept_headers(current: Mapping[str, str], envelope: bool) -> dict[str, str]:
-        """What a metadata REPLACE or a multipart copy must send again to keep it: user
-        metadata (the envelope only if ``envelope``) and the standard headers OSS stores."""
-        out = {
-            k: v
-            for k, v in current.items()
-            if k.lower().startswith(META_PREFIX)
-            and (envelope or not k.lower().startswith(META_PREFIX + "envstore-"))
-        }
-        for name in KEPT_HEADERS:
-            if current.get(name):
-                out[name] = current[name]
-        return out
-
-    def set_metadata(
-        self, path: str, fields: Mapping[str, str], expect: tuple[Any, ...] | None = None
-    ) -> None:
-        """Replace the envelope in place (CopyObject onto itself, metadata REPLACE), keeping
-        the object's other user metadata, Content-Type and the other standard headers.
-
-        The copy carries ``x-oss-copy-source-if-match`` with the ETag of the version
-        ``expect`` names (else of a fresh HEAD): an object replaced meanwhile is never
-        rewritten (ConcurrentModificationError)."""
-        used = self.metadata_size(fields)
-        if used > self.metadata_limit:
-            raise FormatError(
-                f"envelope needs {used} bytes of OSS metadata (limit {self.metadata_limit})"
-            )
-        name = self.fs._strip_protocol(path)
-        bucket, key = self.fs.split_path(name)
-        b = self.fs.bucket(bucket)
-        current = call(b.head_object, name, key)
-        token = (current.content_length, current.etag, current.last_modified)
-        if expect is not None and token != expect:
-            raise ConcurrentModificationError(
-                f"{name} was replaced by another writer since it was read; nothing was changed"
-            )
-        headers = self._kept_headers(current.headers, envelope=False)
-        headers.update(self._meta_headers(fields))
-        headers["x-oss-copy-source-if-match"] = f'"{current.etag}"'
-        try:
-            b.update_object_meta(key, headers)
-        except oss2.exceptions.OssError as exc:
-            error = copy_error(exc, name)
-            raise (translate(exc, name) if error is exc else error) from exc
-        finally:
-            self.forget(name)
-
-    # -- buckets and leftovers ---------------------------------------------------------------
-    def makedirs(self, path: str) -> None:
-        """OSS has no directories; the bucket must exist (FileNotFoundError, never created)."""
-        bucket, _ = self.fs.split_path(self.fs._strip_protocol(path))
-        if bucket not in self._buckets:  # one request per bucket, not per file
-            require_bucket(self.fs.bucket(bucket), bucket)
-            self._buckets.add(bucket)
-
-    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        self.makedirs(path)
-
-    def clean(self, path: str, older_than: float, dry_run: bool) -> list[dict[str, Any]]:
-        """Abort multipart uploads whose key starts with ``path``'s key, ``older_than`` s old."""
-        bucket, key = self.fs.split_path(self.fs._strip_protocol(path))
-        return clean_uploads(self.fs.bucket(bucket), bucket, key, older_than, dry_run)
-
-    # -- content -----------------------------------------------------------------------------
-    def read(self, path: str, start: int, end: int) -> bytes:
-        if self.read_deadline is None:
-            return self.fs.cat_file(path, start=start, end=end)
-        limit = self.read_deadline + max(0, end - start) / MiB  # as for S3: + 1 s per MiB
-        return self.fs.cat_file(path, start=start, end=end, deadline=limit)
-
-    def read_many(
-        self, paths: Sequence[str], starts: Sequence[int], ends: Sequence[int]
-    ) -> list[bytes]:
-        if len(paths) <= 1:
-            return [self.read(p, s, e) for p, s, e in zip(paths, starts, ends, strict=True)]
-        with concurrent.futures.ThreadPoolExecutor(min(len(paths), self.fs.max_concurrency)) as ex:
-            return list(ex.map(self.read, paths, starts, ends))
-
-    def open_sink(
-        self,
-        path: str,
-        metadata: Mapping[str, str] | None,
-        size_hint: int | None,
-        exclusive: bool = False,
-    ) -> _OssSink:
-        """A pending object; with ``exclusive`` every request that could create it carries
-        ``x-oss-forbid-overwrite: true`` (OSS refuses atomically: FileExistsError)."""
-        name = self.fs._strip_protocol(path)
-        bucket, key = self.fs.split_path(name)
-        if not key:
-            raise IsADirectoryError(errno.EISDIR, "cannot write to a bucket", name)
-        part = self.part_size
-        if size_hint is not None:
-            part = max(part, -(-size_hint // MAX_PARTS))
-        self.forget(name)
-        headers = self._meta_headers(metadata)
-        if exclusive:
-            headers.update(FORBID_OVERWRITE)
-        return _OssSink(self, bucket, key, headers, size_hint, part)
-
-    def copy(self, src: str, dst: str) -> None:
-        s_name, d_name = self.fs._strip_protocol(src), self.fs._strip_protocol(dst)
-        sb, sk = self.fs.split_path(s_name)
-        db, dk = self.fs.split_path(d_name)
-        target = self.fs.bucket(db)
-        size = self.head(s_name).size
-        if size <= COPY_LIMIT:
-            call(
-                target.copy_object, s_name, sb, sk, dk, headers={"x-oss-metadata-directive": "COPY"}
-            )
-        else:
-            self._multipart_copy(s_name, sb, sk, target, dk, size)
-        self.forget(d_name)
-
-    def _multipart_copy(
-        self, s_name: str, sb: str, sk: str, target: oss2.Bucket, dk: str, size: int
-    ) -> None:
-        """UploadPartCopy for large objects; metadata (the envelope), Content-Type and the other
-        standard headers set on initiate, as CopyObject's COPY directive would keep them."""
-        current = call(self.fs.bucket(sb).head_object, s_name, sk)
-        headers = self._kept_headers(current.headers, envelope=True)
-        upload_id = call(target.init_multipart_upload, dk, dk, headers=headers).upload_id
-        part = max(self.copy_part_size, -(-size // MAX_PARTS))
-        try:
-            ranges = list(enumerate(range(0, size, part), 1))
-
-            def one(item: tuple[int, int]) -> oss2.models.PartInfo:
-                number, start = item
-                last = min(start + part, size) - 1
-                out = call(
-                    target.upload_part_copy, dk, sb, sk, (start, last), dk, upload_id, number
-                )
-                return oss2.models.PartInfo(number, out.etag)
-
-            with concurrent.futures.ThreadPoolExecutor(self.fs.max_concurrency) as ex:
-                parts = list(ex.map(one, ranges))
-            call(target.complete_multipart_upload, dk, dk, upload_id, parts)
-        except BaseException:
-            _abort(target, dk, upload_id)
-            raise
-
-    def move(self, src: str, dst: str) -> None:
-        self.copy(src, dst)
-        self.fs.rm_file(src)
-        self.forget(src)
-
-
-def _abort(bucket: oss2.Bucket, key: str, upload_id: str) -> None:
-    try:
-        bucket.abort_multipart_upload(key, upload_id)
-    except oss2.exceptions.NoSuchUpload:
-        pass
-    except Exception:  # the original error matters more; the upload is listed for cleanup
-        pass
-
-
-class _OssSink:
-    """A pending OSS object: ``PutObject`` if it fits one part, else a multipart upload with up
-    to ``store.upload_concurrency`` parts in flight on helper threads while the next one fills
-    (``upload_concurrency + 1`` part buffers at most).  Every upload carries its Content-MD5,
-    which OSS verifies before it stores anything."""
-
-    def __init__(
-        self,
-        store: OssStore,
-        bucket: str,
-        key: str,
-        headers: dict[str, str],
-        size_hint: int | None,
-        part_size: int,
-    ) -> None:
-        self.store = store
-        self.bucket = store.fs.bucket(bucket)
-        self.name = f"{bucket}/{key}"
-        self.key = key
-        self.headers = headers
-        self.exclusive = FORBID_OVERWRITE.items() <= headers.items()
-        self.part_size = part_size
-        self.concurrency = max(1, store.upload_concurrency)
-        first = part_size if size_hint is None else max(1, min(part_size, size_hint))
-        self.buf = bytearray(min(first, MiB) if size_hint is None else first)
-        self.fill = 0
-        self.upload_id: str | None = None
-        self.parts: list[oss2.models.PartInfo] = []
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.inflight: deque[tuple[concurrent.futures.Future[Any], bytearray]] = deque()
-        self.done = False
-
-    def __repr__(self) -> str:
-        return f"<OSS sink oss://{self.name}>"
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.done:
-            raise ValueError("write to a committed or discarded sink")
-        view = memoryview(data).cast("B")
-        while len(view):
-            if self.fill == self.part_size:
-                self._ship()
-            if self.fill + len(view) > len(self.buf) and len(self.buf) < self.part_size:
-                grown = bytearray(
-                    min(self.part_size, max(2 * len(self.buf), self.fill + len(view)))
-                )
-                grown[: self.fill] = memoryview(self.buf)[: self.fill]
-                self.buf = grown
-            take = min(len(view), self.part_size - self.fill)
-            self.buf[self.fill : self.fill + take] = view[:take]
-            self.fill += take
-            view = view[take:]
-
-    def _ship(self) -> None:
-        if self.upload_id is None:
-            try:
-                result = call(
-                    self.bucket.init_multipart_upload, self.name, self.key, headers=self.headers
-                )
-            except OSError as exc:
-                error = exists_error(exc, self.name)  # exclusive: the key exists already
-                if error is exc:
-                    raise
-                raise error from exc
-            self.upload_id = result.upload_id
-            self.pool = concurrent.futures.ThreadPoolExecutor(
-                self.concurrency, thread_name_prefix="envstore-oss"
-            )
-        spare = self._settle(self.concurrency - 1)
-        body = self.buf
-        if self.fill < len(body):
-            del body[self.fill :]
-        number = len(self.parts) + 1
-        self.parts.append(oss2.models.PartInfo(number, ""))
-        assert self.pool is not None
-        future = self.pool.submit(self._upload, number, body)
-        self.inflight.append((future, body))
-        self.buf = (
-            spare
-            if spare is not None and len(spare) >= self.part_size
-            else bytearray(self.part_size)
-        )
-        self.fill = 0
-
-    def _upload(self, number: int, body: bytearray) -> None:
-        # the buffer itself is sent (no copy; it is reused only after this call returned),
-        # except through oss2's CRC adapter, which reads bytes only
-        data: bytes | bytearray = bytes(body) if self.bucket.enable_crc else body
-        result = call(
-            self.bucket.upload_part,
-            self.name,
-            self.key,
-            self.upload_id,
-            number,
-            data,
-            headers={"Content-MD5": content_md5(data)},
-        )
-        self.parts[number - 1] = oss2.models.PartInfo(number, result.etag)
-
-    def _settle(self, keep: int) -> bytearray | None:
-        """Wait until at most ``keep`` parts are in flight; a finished part's buffer."""
-        spare = None
-        while len(self.inflight) > keep:
-            future, body = self.inflight.popleft()
-            future.result()
-            spare = body
-        return spare
-
-    def commit(self) -> None:
-        if self.done:
-            raise ValueError("sink already committed or discarded")
-        try:
-            if self.upload_id is None:
-                data = bytes(memoryview(self.buf)[: self.fill])
-                headers = {**self.headers, "Content-MD5": content_md5(data)}
-                self._final("PutObject", self.bucket.put_object, self.key, data, headers=headers)
-            else:
-                if self.fill:
-                    self._ship()
-                self._settle(0)
-                cond = FORBID_OVERWRITE if self.exclusive else None
-                self._final(
-                    "CompleteMultipartUpload",
-                    self.bucket.complete_multipart_upload,
-                    self.key,
-                    self.upload_id,
-                    self.parts,
-                    headers=cond,
-                )
-        except BaseException:
-            self.discard()
-            raise
-        self._release()
-        self.store.forget(self.name)
-
-    def _final(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """The commit request; its failure read by :func:`oss_ops.commit_error`."""
-        try:
-            call(fn, self.name, *args, **kwargs)
-        except BaseException as exc:
-            error = commit_error(exc, self.name, what, self.exclusive)
-            if error is exc:
-                raise
-            raise error from exc
-
-    def discard(self) -> None:
-        if self.done:
-            return
-        try:
-            while self.inflight:
-                future, _body = self.inflight.popleft()
-                try:
-                    future.result()
-                except BaseException:
-                    pass
-            if self.upload_id is not None:
-                _abort(self.bucket, self.key, self.upload_id)
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        self.done = True
-        self.buf = bytearray()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-            self.pool = None
+        return getattr(oss_store, name)
+    raise AttributeError(name)

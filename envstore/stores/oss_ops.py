@@ -10,6 +10,7 @@ from typing import Any
 import oss2
 
 from envstore.errors import ConcurrentModificationError, OutcomeUnknownError
+from envstore.stores.objectstore import under
 
 __all__ = [
     "FORBID_OVERWRITE",
@@ -92,7 +93,7 @@ def clean_uploads(
     now = time.time()
     out: list[dict[str, Any]] = []
     for up in oss2.MultipartUploadIterator(bucket, prefix=prefix):
-        if up.is_prefix():
+        if up.is_prefix() or not under(prefix, up.key):
             continue
         age = now - float(up.initiation_date)
         if age < older_than:

@@ -11,8 +11,18 @@ from typing import Any
 from s3fs import S3FileSystem
 
 from envstore.errors import ConcurrentModificationError, OutcomeUnknownError
+from envstore.stores.failures import translate
+from envstore.stores.objectstore import under
 
-__all__ = ["clean_uploads", "commit_error", "copy_error", "replaced", "require_bucket"]
+__all__ = [
+    "answer_lost",
+    "clean_uploads",
+    "commit_error",
+    "copy_error",
+    "lost_put",
+    "replaced",
+    "require_bucket",
+]
 
 
 def _client_error(exc: BaseException) -> Any:
@@ -45,7 +55,9 @@ def commit_error(exc: BaseException, path: str, what: str, exclusive: bool) -> B
 
     A conditional create that lost (412) is FileExistsError.  A definite refusal (a 4xx other
     than 404) is passed on.  Anything else — no answer, a timeout, a 5xx, or a 404 NoSuchUpload
-    that a retried Complete gets when the first one succeeded — leaves the outcome unknown.
+    that a retried Complete gets when the first one succeeded — leaves the outcome unknown;
+    for a PutObject only a lost answer does (a request never sent changed nothing, and the
+    write deadline's TimeoutError says so itself).
     """
     if exclusive and (isinstance(exc, FileExistsError) or precondition_failed(exc)):
         if isinstance(exc, FileExistsError):
@@ -57,12 +69,33 @@ def commit_error(exc: BaseException, path: str, what: str, exclusive: bool) -> B
     definite = isinstance(exc, PermissionError) or (
         status is not None and 400 <= status < 500 and status != 404
     )
-    if definite or what == "PutObject":
-        return exc  # a lost PutObject answer is retried by s3fs with the same body
+    if definite:
+        return exc
+    if what == "PutObject" and not answer_lost(exc):
+        return exc  # never sent (no connection), or the write deadline's own TimeoutError
     return OutcomeUnknownError(
         path,
         f"{what} got no usable answer ({type(exc).__name__}: {exc}); the object may be the "
         "new one or the old one: check it (envstore verify) and run envstore clean",
+    )
+
+
+def answer_lost(exc: BaseException) -> bool:
+    """The request reached the store and no answer came back (reset, closed, cut short):
+    s3fs retried it, and each attempt may have been stored."""
+    known = exc if isinstance(exc, OSError) else translate(exc, "")
+    if known is None:
+        return False
+    return isinstance(known, ConnectionError) and not isinstance(known, ConnectionRefusedError)
+
+
+def lost_put(path: str) -> OutcomeUnknownError:
+    """A conditional PutObject refused although the stored object holds this very body."""
+    return OutcomeUnknownError(
+        path,
+        "the store refused a retried conditional PutObject, but the object in place holds "
+        "this write's bytes: an earlier attempt whose answer was lost stored it; check it "
+        "(envstore verify) before relying on it",
     )
 
 
@@ -105,6 +138,8 @@ def clean_uploads(
     while True:
         page = fs.call_s3("list_multipart_uploads", **kw)
         for up in page.get("Uploads") or []:
+            if not under(prefix, up["Key"]):
+                continue
             age = (now - up["Initiated"]).total_seconds()
             if age < older_than:
                 continue

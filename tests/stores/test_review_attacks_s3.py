@@ -28,9 +28,6 @@ def _through(s3: S3Env, proxy: FaultProxy, **s3opts):
     return s3.efs(s3={"endpoint_url": proxy.url, "config_kwargs": CONFIG, **s3opts})
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: exclusive put, answer lost -> FileExistsError for own object"
-)
 def test_exclusive_put_with_lost_answer_is_not_file_exists(s3: S3Env, proxy: FaultProxy) -> None:
     """Exclusive create whose PutObject was processed but whose answer was lost: the client
     retries, the retry meets its *own* object (412) and reports FileExistsError — the caller
@@ -77,9 +74,6 @@ def test_overwrite_put_with_lost_answer_is_retried(s3: S3Env, proxy: FaultProxy)
     assert s3.efs().cat_file(path) == data
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: header rewrap, answer lost -> 'nothing was changed' (false)"
-)
 def test_header_rewrap_with_lost_answer_does_not_claim_nothing_changed(
     s3: S3Env, proxy: FaultProxy, other_key_uri: str
 ) -> None:
@@ -102,9 +96,6 @@ def test_header_rewrap_with_lost_answer_does_not_claim_nothing_changed(
         assert not (changed_now and "nothing was changed" in str(exc)), str(exc)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: PutObject answers all lost -> ConnectionError, not OutcomeUnknown"
-)
 def test_put_with_every_answer_lost_is_outcome_unknown(s3: S3Env, proxy: FaultProxy) -> None:
     """Single-request write: the store processes each PutObject, every answer is lost, s3fs
     gives up: the caller gets a ConnectionResetError (reads as a clean failure, 'old object
@@ -122,9 +113,6 @@ def test_put_with_every_answer_lost_is_outcome_unknown(s3: S3Env, proxy: FaultPr
     assert isinstance(info.value, OutcomeUnknownError), repr(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: concurrent metadata rewraps lose an update (ETag unchanged)"
-)
 def test_concurrent_metadata_rewraps_do_not_lose_an_update(
     s3: S3Env, other_key_uri: str, tmp_path, monkeypatch
 ) -> None:
