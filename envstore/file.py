@@ -194,12 +194,28 @@ class ObjectReader:
             cached = self._cached(start, end)
         if cached is not None:
             return cached
-        first, _last, s, e = self.plan(start, end)
+        first, last, s, e = self.plan(start, end)
         stored = self.fetch(s, e)  # outside the lock: other threads' fetches run meanwhile
+        lo = first * CHUNK
         with self.locked():
+            if start == lo and (end == self.plain_len or end % CHUNK == 0):
+                sequential = self._native_run(first, last, stored, s)
+                if sequential is not None:  # whole chunks, decrypted straight into the result
+                    return sequential
             plain = self.open_run(first, stored, s)
-            lo = first * CHUNK
             return bytes(memoryview(plain)[start - lo : end - lo])
+
+    def _native_run(self, first: int, last: int, stored: Any, stored_start: int) -> bytes | None:
+        """The plaintext of chunks ``first..last`` from pyca's native decryptor when this run
+        continues the reader's sequential pass (see ``Decryptor.native_run``), else None."""
+        view = memoryview(stored)
+        if stored_start == self.loc.body_offset:
+            self.loc.envelope.check_prefix(bytes(view[:PREFIX]))
+            view = view[PREFIX:]
+        plain = self.decryptor.native_run(first, view, self.final)
+        if plain is not None and last == self.final:
+            self._end_ok = True
+        return plain
 
     def _cached(self, start: int, end: int) -> bytes | None:
         """``[start, end)`` copied from the last decrypted run, if it holds it (under the lock)."""
@@ -325,8 +341,10 @@ class EnvstoreWriteFile(io.RawIOBase):
         self._sink = sink
         self._enc = encryptor
         nchunks = max(1, (block_size or 4 << 20) // CHUNK)
+        if size is not None:  # a known size needs no buffer beyond the object (+1 chunk)
+            nchunks = min(nchunks, size // CHUNK + 1)
         self.blocksize = nchunks * CHUNK
-        self._buf = bytearray(self.blocksize)
+        self._buf = bytearray()  # plaintext of an incomplete block, allocated when needed
         self._fill = 0
         # two ciphertext buffers: one being written by the sink thread, one being filled
         self._outs = [bytearray(nchunks * WIRE_CHUNK)]
@@ -397,6 +415,8 @@ class EnvstoreWriteFile(io.RawIOBase):
                 f"{self.size} bytes (the source changed size?); nothing was stored"
             )
         try:
+            if not self._fill and self.size is not None and self._pos + n == self.size:
+                view = self._seal_last(view)  # the write completing a known size
             if self._fill:
                 take = min(self.blocksize - self._fill, len(view))
                 self._buf[self._fill : self._fill + take] = view[:take]
@@ -409,6 +429,8 @@ class EnvstoreWriteFile(io.RawIOBase):
                 self._seal(view[: self.blocksize])
                 view = view[self.blocksize :]
             if len(view):
+                if not self._buf:
+                    self._buf = bytearray(self.blocksize)
                 self._buf[: len(view)] = view
                 self._fill = len(view)
         except BaseException:
@@ -416,6 +438,16 @@ class EnvstoreWriteFile(io.RawIOBase):
             raise
         self._pos += n
         return n
+
+    def _seal_last(self, view: memoryview) -> memoryview:
+        """Seal the full chunks of the write that completes the declared size, the last seal:
+        with no earlier block in flight the sink writes on this thread (no helper thread for a
+        small object); the returned partial chunk is buffered for close."""
+        full = min(len(view) // CHUNK, self.blocksize // CHUNK) * CHUNK
+        if full and len(view) - full < CHUNK:
+            self._seal(view[:full], last=True)
+            return view[full:]
+        return view
 
     def flush(self) -> None:
         """Buffered data is sealed in whole chunks on close; nothing to do early."""
