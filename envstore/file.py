@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -66,25 +66,6 @@ def _named(method: _F) -> _F:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def require_context(located: Located, required: Mapping[str, str]) -> None:
-    """A read ``context`` is a check (as AWS ESDK's required encryption context): the object's
-    stored context must hold every given pair. IntegrityError naming the object and the first
-    differing context *key*; values are never shown (they may identify a tenant or a person,
-    and error messages travel to logs and dashboards)."""
-    stored = located.envelope.context
-    for k in sorted(required):
-        if k not in stored:
-            raise IntegrityError(
-                f"{located.path}: encryption context key {k!r} is required by the reader "
-                "but missing from the object's context"
-            )
-        if stored[k] != required[k]:
-            raise IntegrityError(
-                f"{located.path}: encryption context key {k!r} has a different value in the "
-                "object than the reader requires"
-            )
 
 
 @dataclass(frozen=True)
@@ -206,8 +187,7 @@ class ObjectReader:
             return bytes(memoryview(plain)[start - lo : end - lo])
 
     def _native_run(self, first: int, last: int, stored: Any, stored_start: int) -> bytes | None:
-        """The plaintext of chunks ``first..last`` from pyca's native decryptor when this run
-        continues the reader's sequential pass (see ``Decryptor.native_run``), else None."""
+        """Chunks ``first..last`` by the sequential native pass (Decryptor.native_run), or None."""
         view = memoryview(stored)
         if stored_start == self.loc.body_offset:
             self.loc.envelope.check_prefix(bytes(view[:PREFIX]))
@@ -429,8 +409,7 @@ class EnvstoreWriteFile(io.RawIOBase):
                 self._seal(view[: self.blocksize])
                 view = view[self.blocksize :]
             if len(view):
-                if not self._buf:
-                    self._buf = bytearray(self.blocksize)
+                self._buf = self._buf or bytearray(self.blocksize)
                 self._buf[: len(view)] = view
                 self._fill = len(view)
         except BaseException:
@@ -440,9 +419,8 @@ class EnvstoreWriteFile(io.RawIOBase):
         return n
 
     def _seal_last(self, view: memoryview) -> memoryview:
-        """Seal the full chunks of the write that completes the declared size, the last seal:
-        with no earlier block in flight the sink writes on this thread (no helper thread for a
-        small object); the returned partial chunk is buffered for close."""
+        """Seal the full chunks of the write completing the declared size as the last seal (no
+        helper thread for a one-block object); the partial chunk left is returned."""
         full = min(len(view) // CHUNK, self.blocksize // CHUNK) * CHUNK
         if full and len(view) - full < CHUNK:
             self._seal(view[:full], last=True)
