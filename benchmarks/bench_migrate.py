@@ -20,8 +20,6 @@ import hashlib
 import multiprocessing
 import os
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -197,21 +195,12 @@ def bench_s3ec(total: int, work: Path, key_uri: str) -> None:
 
     raw_path = keygen(work / "aes.key")
     raw = base64.b64decode(raw_path.read_bytes())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    sys.path.insert(0, ROOT)
+    from tests.servers import moto  # the one moto helper of tests and benchmarks
+
     env = dict(os.environ, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
-    server = subprocess.Popen(
-        ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
     os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        time.sleep(3)
+    with moto.process(env) as endpoint:
         want = run_child(s3ec_write, endpoint, raw, total)
         options = {"key_uri": key_uri, "s3": {"endpoint_url": endpoint, "key": "x", "secret": "x"}}
         result = run_child(
@@ -222,9 +211,6 @@ def bench_s3ec(total: int, work: Path, key_uri: str) -> None:
             options,
         )
         report("s3ec-v2-gcm (staged)", total, want, result)
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def report(name: str, total: int, want: str, result: tuple[str, float, int, str]) -> None:

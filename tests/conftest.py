@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,22 @@ import envstore  # noqa: F401  (registers the protocol for in-tree runs)
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.local import keygen
 from tests.servers.seaweedfs import Mini, WeedError, start_mini, weed_binary
+
+
+def _own_root_handlers() -> list[logging.Handler]:
+    return [h for h in logging.getLogger().handlers if not type(h).__module__.startswith("_pytest")]
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """A test must leave the logging configuration as it found it: a root logger left at
+    DEBUG (or a handler left on it) makes every later test format and keep whole request
+    bodies — it once grew the suite's process past 11 GB."""
+    root = logging.getLogger()
+    level, handlers = root.level, _own_root_handlers()
+    yield
+    assert root.level == level, f"the test left the root logger at level {root.level}"
+    assert _own_root_handlers() == handlers, "the test left a handler on the root logger"
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +117,17 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mini]:
         yield mini
     finally:
         mini.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The session's one moto server (S3 and AWS KMS) on 127.0.0.1; dummy AWS credentials in
+    the environment for the session. Fixtures that use it reset it per test."""
+    pytest.importorskip("moto")
+    from tests.servers import moto
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in moto.DUMMY_AWS_ENV.items():
+            mp.setenv(name, value)
+        with moto.threaded() as url:
+            yield url

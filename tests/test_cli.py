@@ -361,16 +361,9 @@ def moto_s3(request: pytest.FixtureRequest) -> Iterator[str]:
         _make_cli_bucket(url)
         yield url
         return
-    server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        _make_cli_bucket(url)
-        yield url
-    finally:
-        server.stop()
+    url = request.getfixturevalue("moto_server")  # the session's one moto server
+    _make_cli_bucket(url)
+    yield url
 
 
 def test_cp_tree_round_trip_on_s3(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.request
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -26,13 +25,7 @@ import pytest
 
 from envstore.keys import PROVIDERS
 from envstore.keys.base import KeyProvider
-
-DUMMY_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "envstore-test",
-    "AWS_SECRET_ACCESS_KEY": "envstore-test",
-    "AWS_SESSION_TOKEN": "envstore-test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from tests.servers.moto import DUMMY_AWS_ENV, reset
 
 
 @dataclass
@@ -123,21 +116,10 @@ def alikms_instance(dkms_server: Any) -> KmsEnv:
 
 # -- AWS KMS (moto) ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def awskms_server() -> Iterator[str]:
+def awskms_server(moto_server: str) -> str:
+    """The session's moto server (tests/conftest.py), which serves KMS beside S3."""
     pytest.importorskip("boto3")
-    pytest.importorskip("moto")
-    from moto.server import ThreadedMotoServer
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in DUMMY_AWS_ENV.items():
-            mp.setenv(name, value)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
+    return moto_server
 
 
 class _Raw:
@@ -199,8 +181,7 @@ def awskms(awskms_server: str, monkeypatch: pytest.MonkeyPatch) -> AwsKmsEnv:
         monkeypatch.delenv(name, raising=False)
     for name, value in DUMMY_AWS_ENV.items():
         monkeypatch.setenv(name, value)
-    req = urllib.request.Request(f"{awskms_server}/moto-api/reset", method="POST")
-    urllib.request.urlopen(req, timeout=30).read()
+    reset(awskms_server)
     admin = boto3.client("kms", endpoint_url=awskms_server, region_name="us-east-1")
     arn = admin.create_key(Description="envstore test")["KeyMetadata"]["Arn"]
     taps: list[WireTap] = []

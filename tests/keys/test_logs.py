@@ -22,23 +22,44 @@ from tests.keys.conftest import KmsEnv
 from tests.keys.leaks import secret_forms
 
 
+def _logging_state() -> dict[str, tuple[int, list[logging.Handler], bool, bool]]:
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    return {lg.name: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in loggers}
+
+
+def _restore_logging(state: dict[str, tuple[int, list[logging.Handler], bool, bool]]) -> None:
+    """Put every logger back as it was: a DEBUG level or a handler left behind would make
+    every later test log (and keep) whole request bodies — gigabytes over the suite."""
+    for name, lg in [("root", logging.getLogger()), *logging.Logger.manager.loggerDict.items()]:
+        if not isinstance(lg, logging.Logger):
+            continue
+        level, handlers, propagate, disabled = state.get(
+            lg.name if name != "root" else "root", (logging.NOTSET, [], True, False)
+        )
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.propagate, lg.disabled = propagate, disabled
+
+
 @pytest.fixture
 def debug_log(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
-    """Root logger at DEBUG with a stream handler that formats every record."""
+    """Root logger at DEBUG with a stream handler that formats every record; the whole
+    logging configuration is restored afterwards (tests here reconfigure it)."""
+    caplog.set_level(logging.DEBUG)  # first: caplog restores the level it finds now
+    state = _logging_state()
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
-    old = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    caplog.set_level(logging.DEBUG)
     try:
         yield stream
     finally:
-        root.removeHandler(handler)
-        root.setLevel(old)
+        _restore_logging(state)
 
 
 def exercise(kms: KmsEnv) -> list[bytes]:

@@ -15,8 +15,9 @@ What it does like the real service:
   clock skew, or the classic SDK's RPC signature (``HMAC-SHA1``, ``Signature`` in the query:
   ``aliyun-python-sdk-kms``, which oss2's ``AliKMSProvider`` uses): a wrong AccessKey secret
   gets ``SignatureDoesNotMatch``, an unknown AccessKey id ``InvalidAccessKeyId.NotFound``;
-* actions ``GenerateDataKey``, ``Decrypt``, ``Encrypt``, ``CreateKey``, ``DescribeKey``,
-  ``CreateAlias``, ``ListAliases``: master keys are real AES-256-GCM keys held in memory;
+* actions ``GenerateDataKey``, ``Decrypt``, ``Encrypt`` (what envstore and oss2's
+  ``AliKMSProvider`` send; keys and aliases are made through the Python API, ``create_key`` /
+  ``create_alias``): master keys are real AES-256-GCM keys held in memory;
   ciphertext blobs name their key and key version; ``EncryptionContext`` is bound as AAD, so a
   different or missing context fails with ``InvalidCiphertext``; unknown keys and aliases fail
   with ``Forbidden.KeyNotFound`` / ``Forbidden.AliasNotFound``.  As in the real KMS, a blob from
@@ -625,65 +626,11 @@ class AliKmsGateway(EmulatorHTTPServer):
         key, version, plain = self._open(blob, self._context(params))
         return {"KeyId": key.key_id, "KeyVersionId": version, "Plaintext": plain.decode("utf-8")}
 
-    def _create_key(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        key_id = self.create_key(description=params.get("Description", ""))
-        return {"KeyMetadata": self._metadata(self.keys[key_id])}
-
-    def _describe_key(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return {"KeyMetadata": self._metadata(self._resolve(params.get("KeyId")))}
-
-    def _create_alias(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        alias = params.get("AliasName") or ""
-        key = self._resolve(params.get("KeyId"))
-        if not alias.startswith("alias/"):
-            raise KmsError(400, "InvalidParameter", "AliasName must start with alias/.")
-        with self.lock:
-            if alias in self.aliases:
-                raise KmsError(409, "Forbidden.AliasExists", "The alias already exists.")
-            self.aliases[alias] = key.key_id
-        return {}
-
-    def _list_aliases(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            items = [
-                {
-                    "AliasName": a,
-                    "KeyId": k,
-                    "AliasArn": f"acs:kms:{self.region_id}:{self.account_id}:{a}",
-                }
-                for a, k in sorted(self.aliases.items())
-            ]
-        return {
-            "Aliases": {"Alias": items},
-            "TotalCount": len(items),
-            "PageNumber": 1,
-            "PageSize": max(len(items), 1),
-        }
-
-    def _metadata(self, key: _MasterKey) -> dict[str, Any]:
-        return {
-            "KeyId": key.key_id,
-            "Arn": key.arn,
-            "KeyState": "Enabled" if key.enabled else "Disabled",
-            "KeyUsage": "ENCRYPT/DECRYPT",
-            "KeySpec": "Aliyun_AES_256",
-            "Origin": "Aliyun_KMS",
-            "Creator": self.account_id,
-            "CreationDate": key.created,
-            "Description": key.description,
-            "PrimaryKeyVersion": key.primary[0],
-            "ProtectionLevel": "SOFTWARE",
-        }
-
 
 _ACTIONS: dict[str, Any] = {
     "GenerateDataKey": AliKmsGateway._generate_data_key,
     "Encrypt": AliKmsGateway._encrypt,
     "Decrypt": AliKmsGateway._decrypt,
-    "CreateKey": AliKmsGateway._create_key,
-    "DescribeKey": AliKmsGateway._describe_key,
-    "CreateAlias": AliKmsGateway._create_alias,
-    "ListAliases": AliKmsGateway._list_aliases,
 }
 
 

@@ -13,7 +13,7 @@ where envstore depends on it:
   15 minutes → 403 ``RequestTimeTooSkewed``, no ``Authorization`` → 403 ``AccessDenied``.
   STS credentials (:meth:`OssServer.add_sts_credentials`) need their ``x-oss-security-token``.
   V2/V4 signatures are refused (403 ``AccessDenied``).
-* **Objects**: PutObject, GetObject, HeadObject, GetObjectMeta, DeleteObject, CopyObject
+* **Objects**: PutObject, GetObject, HeadObject, DeleteObject, CopyObject
   (``x-oss-copy-source``; ``x-oss-metadata-directive`` COPY by default or REPLACE; a copy onto
   itself with REPLACE rewrites metadata only, at any size; other copies of sources over
   :attr:`OssServer.copy_limit` (1 GB) are refused: UploadPartCopy beyond); ``x-oss-meta-*``
@@ -39,12 +39,15 @@ where envstore depends on it:
 * **Multipart**: InitiateMultipartUpload (metadata and Content-Type taken here), UploadPart,
   UploadPartCopy (``x-oss-copy-source-range``), CompleteMultipartUpload (part order, ETags,
   every part but the last ≥ 100 KB else 400 ``EntityTooSmall``; ``x-oss-complete-all``),
-  AbortMultipartUpload, ListMultipartUploads, ListParts.
-* **Listing**: ListObjects (v1: marker) and ListObjectsV2 (continuation-token, start-after,
+  AbortMultipartUpload, ListMultipartUploads.
+* **Listing**: ListObjectsV2 (continuation-token, start-after,
   fetch-owner), prefix, delimiter, max-keys, CommonPrefixes, ``encoding-type=url``; XML without
   namespaces with the elements ``oss2/xml_utils.py`` reads.  DeleteMultipleObjects
   (``POST ?delete``, Content-MD5 required), ListBuckets, CreateBucket, DeleteBucket
-  (``BucketNotEmpty``), GetBucketInfo, GetBucketLocation.
+  (``BucketNotEmpty``), GetBucketInfo.
+* Only what envstore, its tests and the migration tests (oss2 ``CryptoBucket``) send; other
+  calls (ListObjects v1, ListParts, GetObjectMeta, GetBucketLocation, ...) answer 400
+  ``NotImplemented``.
 
 Test hooks: :attr:`OssServer.log` (one :class:`LoggedRequest` per request: API name, method,
 path, query, selected headers, Range, status, body bytes sent), :meth:`OssServer.calls`,
@@ -834,13 +837,6 @@ class OssServer:
         _el(b, "Comment", "")
         return _xml_response(root)
 
-    def _op_GetBucketLocation(self, bucket: str, **_: Any) -> Response:
-        with self.lock:
-            self._bucket(bucket)
-        root = ET.Element("LocationConstraint")
-        root.text = REGION
-        return _xml_response(root)
-
     # -- listing ---------------------------------------------------------------------------------
     def _listing(
         self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
@@ -869,27 +865,6 @@ class OssServer:
             names.append(name)
             entries.append(item)
         return entries, names, truncated
-
-    def _op_ListObjects(self, bucket: str, args: dict[str, str], **_: Any) -> Response:
-        prefix, delimiter = args.get("prefix", ""), args.get("delimiter", "")
-        marker = args.get("marker", "")
-        max_keys = _max_keys(args.get("max-keys"), 100)
-        url = args.get("encoding-type") == "url"
-        entries, names, truncated = self._listing(bucket, prefix, delimiter, marker, max_keys)
-        enc = _encoder(url)
-        root = ET.Element("ListBucketResult")
-        _el(root, "Name", bucket)
-        _el(root, "Prefix", enc(prefix))
-        _el(root, "Marker", enc(marker))
-        _el(root, "MaxKeys", max_keys)
-        _el(root, "Delimiter", enc(delimiter))
-        if url:
-            _el(root, "EncodingType", "url")
-        _el(root, "IsTruncated", str(truncated).lower())
-        if truncated:
-            _el(root, "NextMarker", enc(names[-1]))
-        _contents(root, entries, names, enc, owner=True)
-        return _xml_response(root)
 
     def _op_ListObjectsV2(self, bucket: str, args: dict[str, str], **_: Any) -> Response:
         prefix, delimiter = args.get("prefix", ""), args.get("delimiter", "")
@@ -1058,20 +1033,6 @@ class OssServer:
         obj = self._lookup(bucket, key)
         self._preconditions(environ, obj)
         response = Response(b"", status=200, headers=self._object_headers(obj))
-        response.headers["Content-Length"] = str(obj.size)
-        return response
-
-    def _op_GetObjectMeta(self, bucket: str, key: str, **_: Any) -> Response:
-        obj = self._lookup(bucket, key)
-        response = Response(
-            b"",
-            status=200,
-            headers={
-                "ETag": f'"{obj.etag}"',
-                "Last-Modified": _http_date(obj.last_modified),
-                "x-oss-hash-crc64ecma": str(obj.crc),
-            },
-        )
         response.headers["Content-Length"] = str(obj.size)
         return response
 
@@ -1418,31 +1379,6 @@ class OssServer:
             _el(node, "Initiated", _iso8601(item.initiated))
         return _xml_response(root)
 
-    def _op_ListParts(self, bucket: str, key: str, args: dict[str, str], **_: Any) -> Response:
-        up = self._upload(bucket, key, args["uploadId"])
-        marker = int(args.get("part-number-marker") or 0)
-        max_parts = _max_keys(args.get("max-parts"), 1000)
-        with self.lock:
-            numbers = sorted(n for n in up.parts if n > marker)
-            parts = {n: up.parts[n] for n in numbers}
-        page, truncated = numbers[:max_parts], len(numbers) > max_parts
-        root = ET.Element("ListPartsResult")
-        _el(root, "Bucket", bucket)
-        _el(root, "Key", key)
-        _el(root, "UploadId", up.upload_id)
-        _el(root, "PartNumberMarker", marker)
-        _el(root, "NextPartNumberMarker", page[-1] if page else marker)
-        _el(root, "MaxParts", max_parts)
-        _el(root, "IsTruncated", str(truncated).lower())
-        for n in page:
-            node = _el(root, "Part")
-            _el(node, "PartNumber", n)
-            _el(node, "LastModified", _iso8601(parts[n].last_modified))
-            _el(node, "ETag", f'"{parts[n].etag}"')
-            _el(node, "HashCrc64ecma", parts[n].crc)
-            _el(node, "Size", len(parts[n].data))
-        return _xml_response(root)
-
 
 # -- request helpers ---------------------------------------------------------------------------
 def _environ_key(header: str) -> str:
@@ -1496,15 +1432,11 @@ def _operation(
         if method == "GET":
             if "bucketInfo" in args:
                 return "GetBucketInfo"
-            if "location" in args:
-                return "GetBucketLocation"
             if "uploads" in args:
                 return "ListMultipartUploads"
             if args.get("list-type") == "2":
                 return "ListObjectsV2"
-            if set(args) & SIGNED_SUBRESOURCES:
-                return "Unknown"
-            return "ListObjects"
+            return "Unknown"  # ListObjects v1 and the rest: envstore never sends them
         return table.get(method, "Unknown")
     copy = "x-oss-copy-source" in headers
     if method == "PUT":
@@ -1515,11 +1447,11 @@ def _operation(
         return "CopyObject" if copy else "PutObject"
     if method == "GET":
         if "uploadId" in args:
-            return "ListParts"
+            return "Unknown"  # ListParts: envstore never sends it
         return "Unknown" if set(args) & (SIGNED_SUBRESOURCES - _RESPONSE_OVERRIDES) else "GetObject"
     if method == "HEAD":
         if "objectMeta" in args:
-            return "GetObjectMeta"
+            return "Unknown"  # GetObjectMeta (oss2's object_exists): envstore never sends it
         return "HeadObject"
     if method == "DELETE":
         return "AbortMultipartUpload" if "uploadId" in args else "DeleteObject"

@@ -48,6 +48,15 @@ def _client_crc(data: bytes) -> int:
 # -- objects and metadata ------------------------------------------------------------------------
 
 
+def _exists(bucket: oss2.Bucket, key: str) -> bool:
+    """HEAD (envstore's call; oss2's object_exists sends GetObjectMeta, not emulated)."""
+    try:
+        bucket.head_object(key)
+    except oss2.exceptions.NotFound:
+        return False
+    return True
+
+
 def test_round_trip_with_metadata(bucket: oss2.Bucket, server: OssServer) -> None:
     data = random.Random(1).randbytes(70_000)
     key = "dir/ä b+c%d.bin"
@@ -97,7 +106,7 @@ def test_missing_objects_and_buckets(bucket: oss2.Bucket, server: OssServer) -> 
     with pytest.raises(oss2.exceptions.NoSuchKey) as info:  # HEAD: error in x-oss-err
         bucket.head_object("missing")
     assert info.value.body == b"" and "x-oss-err" in info.value.headers
-    assert not bucket.object_exists("missing")
+    assert not _exists(bucket, "missing")
     other = oss2.Bucket(bucket.auth, server.endpoint, "no-such-bucket-here")
     with pytest.raises(oss2.exceptions.NoSuchBucket):
         other.put_object("k", b"1")
@@ -122,7 +131,7 @@ def test_user_metadata_limit(bucket: oss2.Bucket, server: OssServer) -> None:
     split = {f"x-oss-meta-k{i}": "v" * 1000 for i in range(9)}  # the total counts, not each
     with pytest.raises(oss2.exceptions.InvalidArgument):
         bucket.put_object("no", b"1", headers=split)
-    assert not bucket.object_exists("no") and server.uploads(bucket.bucket_name) == []
+    assert not _exists(bucket, "no") and server.uploads(bucket.bucket_name) == []
 
 
 # -- authentication ------------------------------------------------------------------------------
@@ -150,7 +159,7 @@ def test_signatures_are_verified(bucket: oss2.Bucket, server: OssServer) -> None
     # sub-resources (uploads, uploadId) are part of the string to sign: these pass only if the
     # server canonicalises them as oss2 does
     up = bucket.init_multipart_upload("mp").upload_id
-    assert bucket.list_parts("mp", up).parts == []
+    assert bucket.upload_part("mp", up, 1, b"x").etag
     bucket.abort_multipart_upload("mp", up)
 
 
@@ -257,8 +266,6 @@ def test_multipart_round_trip(bucket: oss2.Bucket, server: OssServer) -> None:
         res = bucket.upload_part(key, up, number, chunk)
         assert res.crc == crc64(chunk)
         parts.append(PartInfo(number, res.etag, size=len(chunk), part_crc=res.crc))
-    listed = bucket.list_parts(key, up).parts
-    assert [(p.part_number, p.size) for p in listed] == [(1, 150_000), (2, 102_400), (3, 7)]
     done = bucket.complete_multipart_upload(key, up, parts)  # oss2 checks the combined CRC
     data = b"".join(chunks)
     assert done.crc == crc64(data) and done.etag.endswith("-3")
@@ -295,7 +302,7 @@ def test_multipart_errors_and_abort(bucket: oss2.Bucket, server: OssServer) -> N
     assert [(u.key, u.upload_id) for u in uploads] == [(key, up)]
     bucket.abort_multipart_upload(key, up)
     assert bucket.list_multipart_uploads().upload_list == []
-    assert not bucket.object_exists(key)
+    assert not _exists(bucket, key)
     with pytest.raises(oss2.exceptions.NoSuchUpload):
         bucket.upload_part(key, up, 3, b"c")
     with pytest.raises(oss2.exceptions.NoSuchUpload):
@@ -349,7 +356,7 @@ def test_copy_source_if_match(bucket: oss2.Bucket, server: OssServer) -> None:
     etag = bucket.put_object("a", b"v1").etag
     with pytest.raises(oss2.exceptions.PreconditionFailed):
         bucket.copy_object(name, "a", "b", headers={"x-oss-copy-source-if-match": '"0BAD"'})
-    assert not bucket.object_exists("b")
+    assert not _exists(bucket, "b")
     bucket.copy_object(name, "a", "b", headers={"x-oss-copy-source-if-match": f'"{etag}"'})
     bucket.update_object_meta("a", {"x-oss-meta-k": "1", "x-oss-copy-source-if-match": etag})
     assert bucket.head_object("a").headers["x-oss-meta-k"] == "1"
@@ -393,27 +400,33 @@ def test_copy_object_metadata_directive(bucket: oss2.Bucket, server: OssServer) 
         bucket.update_object_meta("a", {"x-oss-meta-n": "3"})  # in place: metadata only
     finally:
         server.copy_limit = old
-    assert not bucket.object_exists("d") and bucket.head_object("a").headers["x-oss-meta-n"] == "3"
+    assert not _exists(bucket, "d") and bucket.head_object("a").headers["x-oss-meta-n"] == "3"
 
 
 # -- listing -------------------------------------------------------------------------------------
 
 
-def test_listing_v1_and_v2_with_pagination(bucket: oss2.Bucket, server: OssServer) -> None:
+def test_listing_v2_with_pagination_and_v1_refused(bucket: oss2.Bucket, server: OssServer) -> None:
     keys = ["a", "b/1", "b/2", "b/c/3", "c d+e", "d/ü/1", "e%2F", "f"]
     for k in keys:
         bucket.put_object(k, k.encode())
     flat = [o.key for o in oss2.ObjectIteratorV2(bucket, max_keys=3)]
     assert flat == sorted(keys)
-    assert [o.key for o in oss2.ObjectIterator(bucket, max_keys=3)] == sorted(keys)
-    assert len(server.calls("ListObjectsV2")) == 3 and len(server.calls("ListObjects")) == 3
+    assert len(server.calls("ListObjectsV2")) == 3
+    # calls envstore never sends are not emulated: they answer NotImplemented
+    for call in (
+        lambda: bucket.list_objects(),
+        lambda: bucket.get_object_meta("a"),
+        lambda: bucket.get_bucket_location(),
+    ):
+        with pytest.raises(oss2.exceptions.OssError) as info:
+            call()
+        assert info.value.code == "NotImplemented" or info.value.status == 400
     tree = [
         (o.key, o.is_prefix()) for o in oss2.ObjectIteratorV2(bucket, delimiter="/", max_keys=2)
     ]
     want = [("a", False), ("b/", True), ("c d+e", False), ("d/", True), ("e%2F", False)]
     assert tree == [*want, ("f", False)]
-    v1 = [(o.key, o.is_prefix()) for o in oss2.ObjectIterator(bucket, delimiter="/", max_keys=2)]
-    assert v1 == tree
     sub = [o.key for o in oss2.ObjectIteratorV2(bucket, prefix="b/", delimiter="/", max_keys=1)]
     assert sub == ["b/1", "b/2", "b/c/"]
     entry = next(iter(oss2.ObjectIteratorV2(bucket, prefix="c")))

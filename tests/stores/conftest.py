@@ -13,9 +13,9 @@ removes its objects and pending uploads afterwards.
 from __future__ import annotations
 
 import os
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,15 +28,8 @@ boto3 = pytest.importorskip("boto3")
 from s3fs import S3FileSystem  # noqa: E402
 
 from envstore.fs import EnvstoreFileSystem  # noqa: E402
+from tests.servers.moto import DUMMY_AWS_ENV, reset  # noqa: E402
 from tests.servers.seaweedfs import Mini  # noqa: E402
-
-DUMMY_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "envstore-test",
-    "AWS_SECRET_ACCESS_KEY": "envstore-test",
-    "AWS_SESSION_TOKEN": "envstore-test",
-    "AWS_SECURITY_TOKEN": "envstore-test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @dataclass(frozen=True)
@@ -124,20 +117,6 @@ class S3Env:
         return sorted(o["Key"][len(self.prefix) + 1 :] for o in out.get("Contents", []))
 
 
-def _set_env(env: dict[str, str]) -> dict[str, str | None]:
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    return old
-
-
-def _restore_env(old: dict[str, str | None]) -> None:
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 def _external_endpoint() -> Endpoint:
     return Endpoint(
         url=os.environ["ENVSTORE_TEST_S3_ENDPOINT"],
@@ -149,28 +128,16 @@ def _external_endpoint() -> Endpoint:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[Endpoint]:
-    """A moto ThreadedMotoServer on 127.0.0.1 (reset before each test by ``s3``)."""
-    pytest.importorskip("moto")
-    from moto.server import ThreadedMotoServer
-
-    # dummy credentials for the whole session (worker processes inherit them too)
-    old = _set_env(DUMMY_AWS_ENV)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield Endpoint(
-            url=f"http://{host}:{port}",
-            key="envstore-test",
-            secret="envstore-test",
-            bucket="envstore-test",
-            external=False,
-            name="moto",
-        )
-    finally:
-        server.stop()
-        _restore_env(old)
+def moto_endpoint(moto_server: str) -> Endpoint:
+    """The session's moto server (tests/conftest.py; reset before each test by ``s3``)."""
+    return Endpoint(
+        url=moto_server,
+        key="envstore-test",
+        secret="envstore-test",
+        bucket="envstore-test",
+        external=False,
+        name="moto",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -204,36 +171,36 @@ def _reset_instance_caches() -> None:
     EnvstoreFileSystem.clear_instance_cache()
 
 
-@pytest.fixture
-def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Env]:
-    """A clean place on the endpoint (moto reset, or a unique prefix) and a key."""
-    s3_endpoint.check()
+@contextmanager
+def s3_place(endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Env]:
+    """A clean place on ``endpoint`` (moto reset, or a unique prefix) and a key; the body of the
+    ``s3`` fixture, also used by the store contract suite (tests/stores/test_contract.py)."""
+    endpoint.check()
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
-    if not s3_endpoint.external:
+    if not endpoint.external:
         for k, v in DUMMY_AWS_ENV.items():
             monkeypatch.setenv(k, v)
-        req = urllib.request.Request(f"{s3_endpoint.url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(req, timeout=30).read()
+        reset(endpoint.url)
     _reset_instance_caches()
     client = boto3.client(
         "s3",
-        endpoint_url=s3_endpoint.url,
-        aws_access_key_id=s3_endpoint.key,
-        aws_secret_access_key=s3_endpoint.secret,
+        endpoint_url=endpoint.url,
+        aws_access_key_id=endpoint.key,
+        aws_secret_access_key=endpoint.secret,
         aws_session_token=None,
         region_name="us-east-1",
     )
     try:
-        client.head_bucket(Bucket=s3_endpoint.bucket)
+        client.head_bucket(Bucket=endpoint.bucket)
     except client.exceptions.ClientError:
-        client.create_bucket(Bucket=s3_endpoint.bucket)
+        client.create_bucket(Bucket=endpoint.bucket)
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    env = S3Env(s3_endpoint, f"{s3_endpoint.bucket}/{prefix}", key_uri, client)
+    env = S3Env(endpoint, f"{endpoint.bucket}/{prefix}", key_uri, client)
     yield env
     _reset_instance_caches()
-    s3_endpoint.check()  # a server that died mid-test fails the test, with its log tail
-    if s3_endpoint.external:  # leave nothing behind on a shared server
+    endpoint.check()  # a server that died mid-test fails the test, with its log tail
+    if endpoint.external:  # leave nothing behind on a shared server
         for up in env.pending_uploads():
             client.abort_multipart_upload(Bucket=env.bucket, Key=up["Key"], UploadId=up["UploadId"])
         paginator = client.get_paginator("list_objects_v2")
@@ -241,6 +208,13 @@ def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> 
             objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if objs:
                 client.delete_objects(Bucket=env.bucket, Delete={"Objects": objs})
+
+
+@pytest.fixture
+def s3(s3_endpoint: Endpoint, key_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Env]:
+    """A clean place on the endpoint (moto reset, or a unique prefix) and a key."""
+    with s3_place(s3_endpoint, key_uri, monkeypatch) as env:
+        yield env
 
 
 @dataclass
@@ -304,7 +278,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_weed = callspec is not None and callspec.params.get("s3_endpoint") == "seaweedfs"
+        params = callspec.params if callspec is not None else {}
+        # the s3 fixture's "seaweedfs", or the contract suite's "s3-seaweedfs" store
+        on_weed = params.get("s3_endpoint") == "seaweedfs" or params.get("store") == "s3-seaweedfs"
         if on_weed and item.path.name in MOTO_ONLY_MODULES:
             dropped.append(item)
             continue

@@ -1,5 +1,5 @@
-"""zarr v3 / xarray and duckdb through envstore::s3:// URLs (moto, or the endpoint of
-ENVSTORE_TEST_S3_ENDPOINT): issue 13 items 1 and 2 on S3."""
+"""zarr v3 / xarray through envstore::s3:// URLs, what only S3 shows: the requests on the wire
+(the round trips on every store are in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,7 @@ import re
 import fsspec
 import pytest
 
-from tests.ecosystem import (
-    chunk_keys,
-    duckdb_round_trip,
-    objects_read,
-    read_inner_chunk,
-    sharded_array,
-    zarr_round_trip,
-)
-from tests.stores.common import ENVELOPE_KEYS
+from tests.ecosystem import chunk_keys, dataset, objects_read, read_inner_chunk, sharded_array
 
 pytest.importorskip("zarr", minversion="3")
 pytest.importorskip("xarray")
@@ -25,19 +17,14 @@ pytest.importorskip("duckdb")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # zarr: consolidated metadata
 
 
-def _objects(s3, under: str) -> dict[str, bytes]:
-    return {k: s3.raw(k) for k in s3.keys() if k.startswith(under + "/")}
+def test_a_zarr_slice_on_s3_gets_only_its_chunk_object(s3, count_requests) -> None:
+    """(The zarr/xarray round trip itself is in the contract suite, test_contract.py.)"""
+    import xarray as xr
 
-
-def test_xarray_and_zarr_through_an_s3_url(s3, count_requests) -> None:
     so = s3.storage_options()
     url = s3.url("d/x.zarr")
-    raw = zarr_round_trip(url, so, lambda: _objects(s3, "d/x.zarr"))
-    for name in raw:  # every chunk and metadata document is an envstore object
-        assert ENVELOPE_KEYS <= set(s3.head(name)["Metadata"]), name
-
+    dataset().to_zarr(url, storage_options=so, mode="w")
     # on the wire: a slice GETs its one chunk object (and the metadata), nothing else
-    import xarray as xr
 
     lazy = xr.open_zarr(url, storage_options=so, chunks=None)
     rec = count_requests(fsspec.url_to_fs(url, **so)[0])  # the shared (cached) s3fs client
@@ -69,9 +56,3 @@ def test_zarr_s3_options_under_the_protocol_and_async_inner(s3) -> None:
     g.create_array("a", shape=(10,), chunks=(5,), dtype="i4")[:] = list(range(10))
     back = zarr.open_group(s3.url("g.zarr"), storage_options=so, mode="r")
     assert list(back["a"][3:7]) == [3, 4, 5, 6]
-
-
-def test_duckdb_reads_and_writes_s3(s3) -> None:
-    fs = s3.efs()
-    duckdb_round_trip(fs, s3.root, s3.raw)
-    assert ENVELOPE_KEYS <= set(s3.head("t.parquet")["Metadata"])

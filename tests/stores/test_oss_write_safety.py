@@ -5,7 +5,6 @@ no bucket creation, ``envstore clean`` and a lost Complete reported as outcome u
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import pytest
 
 import envstore
 from envstore.errors import ConcurrentModificationError, OutcomeUnknownError
-from envstore.keys.local import LocalKeyProvider
 from tests.stores.conftest_oss import (  # noqa: F401  (fixtures)
     OssEnv,
     oss_fixture,
@@ -48,49 +46,6 @@ def test_exclusive_create_sends_forbid_overwrite(oss: OssEnv) -> None:
     ]
 
 
-@pytest.mark.parametrize("size", [100, 3 * PART], ids=["put", "multipart"])
-def test_exclusive_create_refused_at_commit(oss: OssEnv, monkeypatch, size: int) -> None:
-    fs = oss.efs()
-    fs.store.part_size = PART
-    monkeypatch.setattr(type(fs), "exists", lambda self, p, **kw: False)
-    w = fs.open(oss.path("o"), "xb")  # nothing there yet: the initiate is allowed
-    w.write(os.urandom(size))
-    oss.efs().pipe_file(oss.path("o"), b"first")  # another writer wins meanwhile
-    with pytest.raises(FileExistsError):
-        w.close()
-    monkeypatch.undo()
-    assert oss.efs().cat_file(oss.path("o")) == b"first"
-    assert oss.pending_uploads() == []
-
-
-def test_exclusive_create_one_winner(oss: OssEnv, monkeypatch) -> None:
-    fs = oss.efs()
-    monkeypatch.setattr(type(fs), "exists", lambda self, p, **kw: False)
-    n = 8
-    barrier = threading.Barrier(n)
-    won: list[int] = []
-    lost: list[BaseException] = []
-
-    def one(i: int) -> None:
-        barrier.wait()
-        try:
-            fs.pipe_file(oss.path("once"), f"writer {i}".encode(), mode="create")
-        except BaseException as exc:
-            lost.append(exc)
-        else:
-            won.append(i)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    monkeypatch.undo()
-    assert len(won) == 1 and len(lost) == n - 1, (won, lost)
-    assert all(isinstance(e, FileExistsError) for e in lost), lost
-    assert oss.efs().cat_file(oss.path("once")) == f"writer {won[0]}".encode()
-
-
 def test_rewrap_copy_is_conditional(oss: OssEnv, other_key_uri: str) -> None:
     fs = oss.efs()
     fs.pipe_file(oss.path("o"), b"data")
@@ -100,28 +55,6 @@ def test_rewrap_copy_is_conditional(oss: OssEnv, other_key_uri: str) -> None:
     copies = oss.calls("CopyObject")
     assert [c.headers.get("x-oss-copy-source-if-match") for c in copies] == [f'"{etag}"']
     assert oss.efs(key_uri=other_key_uri).cat_file(oss.path("o")) == b"data"
-
-
-def test_rewrap_race_on_oss_leaves_the_new_object(
-    oss: OssEnv, other_key_uri: str, monkeypatch
-) -> None:
-    oss.efs().pipe_file(oss.path("o"), b"version 1")
-    writer = oss.efs()
-    original = LocalKeyProvider.wrap
-    raced: list[bool] = []
-
-    def wrap_then_race(self, key, context):
-        out = original(self, key, context)
-        if not raced:
-            raced.append(True)
-            writer.pipe_file(oss.path("o"), b"version 2")
-        return out
-
-    monkeypatch.setattr(LocalKeyProvider, "wrap", wrap_then_race)
-    with pytest.raises(ConcurrentModificationError):
-        envstore.rewrap(oss.url("o"), other_key_uri, **oss.storage_options())
-    monkeypatch.undo()
-    assert oss.efs().cat_file(oss.path("o")) == b"version 2"
 
 
 def test_conditional_copy_refused_by_the_store(oss: OssEnv, monkeypatch) -> None:
@@ -160,21 +93,6 @@ def test_never_creates_a_bucket(oss: OssEnv, tmp_path: Path) -> None:
     assert missing not in [b.name for b in service.list_buckets().buckets]
     envstore.upload(src, oss.url("d/f.txt"), **opts)
     assert fs.cat_file(oss.path("d/f.txt")) == b"hello"
-
-
-def test_clean_aborts_stale_uploads(oss: OssEnv) -> None:
-    mine = oss.client.init_multipart_upload(oss.key_of("a/part")).upload_id
-    other = oss.client.init_multipart_upload(oss.key_of("b/part")).upload_id
-    opts = oss.storage_options()
-    url = f"envstore::oss://{oss.root}/a"
-    assert envstore.clean(url, older_than="1h", **opts) == []  # too young
-    found = envstore.clean(url, older_than=0, dry_run=True, **opts)
-    assert [(f["kind"], f["upload_id"], f["removed"]) for f in found] == [
-        ("multipart-upload", mine, False)
-    ]
-    found = envstore.clean(url, older_than=0, **opts)
-    assert [(f["upload_id"], f["removed"]) for f in found] == [(mine, True)]
-    assert [u.upload_id for u in oss.pending_uploads()] == [other]
 
 
 def test_lost_complete_is_outcome_unknown(oss: OssEnv) -> None:
