@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -31,9 +31,11 @@ LABEL = b"c2sp.org/chunked-encryption@v1+AEAD_AES_256_GCM\x00"
 _HAS_INTO = hasattr(AESGCM, "encrypt_into")
 
 try:  # cryptography >= 50 ships the same construction natively (faster, releases the GIL)
+    from cryptography.cobblestone import Cobblestone256Decryptor as _NativeDec
     from cryptography.cobblestone import Cobblestone256Encryptor as _Native
 except ImportError:  # pragma: no cover - cryptography < 50
     _Native = None  # type: ignore[assignment,misc]
+    _NativeDec = None  # type: ignore[assignment,misc]
 
 
 def _derive(data_key: bytes | bytearray, salt: bytes, context: bytes) -> tuple[AESGCM, int, bytes]:
@@ -181,7 +183,7 @@ class Encryptor:
 class Decryptor:
     """Random-access C2SP decryptor: the commitment is checked once, here, before any chunk."""
 
-    __slots__ = ("_aead", "_base")
+    __slots__ = ("_aead", "_base", "_native", "_next")
 
     def __init__(self, data_key: bytes | bytearray, context: bytes, prefix: bytes) -> None:
         if len(prefix) < PREFIX:
@@ -191,6 +193,13 @@ class Decryptor:
             raise IntegrityError(
                 "key commitment mismatch: wrong data key or context, or the object was altered"
             )
+        # pyca's native decryptor (cryptography >= 50) for one sequential pass from chunk 0
+        self._native: Any = None
+        self._next = 0
+        if _NativeDec is not None:
+            native = _NativeDec(bytes(data_key), context)
+            if native.update(bytes(prefix[:PREFIX])) == b"":
+                self._native = native
 
     def __repr__(self) -> str:
         return "<Decryptor>"
@@ -208,15 +217,7 @@ class Decryptor:
         output is wiped). ``out`` is a reusable buffer to decrypt into when large enough.
         """
         wire = memoryview(wire).cast("B")
-        nfull, rest = divmod(len(wire), WIRE_CHUNK)
-        last = first + nfull - 1
-        if rest:
-            last += 1
-            if last != final or rest < TAG:
-                raise IntegrityError("ciphertext chunk run has an impossible length")
-        elif last >= final:
-            raise IntegrityError("final chunk has full length: object truncated or extended")
-        size = nfull * CHUNK + max(0, rest - TAG)
+        nfull, rest, last, size = _run_shape(first, len(wire), final)
         if out is None or len(out) < size:
             out = bytearray(size)
         mv = memoryview(out)[:size]
@@ -249,6 +250,51 @@ class Decryptor:
                 "reordered or wrong key)"
             ) from None
         return mv
+
+    def native_run(self, first: int, wire: bytes | memoryview, final: int) -> bytes | None:
+        """Plaintext of chunks ``first..`` (ciphertext ``wire``) through pyca's native
+        decryptor, when this run continues its one sequential pass (from chunk 0, each run
+        starting where the previous one ended); None otherwise (use :meth:`decrypt_chunks`).
+
+        Same guarantees: nothing is returned unless every chunk of the run authenticated, a
+        run ending in the final chunk is finalized (end of data authenticated) before it
+        returns, any failure raises IntegrityError and ends the native pass.
+        """
+        native = self._native
+        if native is None or first != self._next:
+            return None
+        self._native = None  # consumed unless this run succeeds and more may follow
+        wire = memoryview(wire).cast("B")
+        _nfull, rest, last, size = _run_shape(first, len(wire), final)
+        try:
+            out = native.update(wire)
+            if rest:
+                tail = native.finalize()
+                out = out + tail if tail else out
+        except (InvalidTag, ValueError):
+            raise IntegrityError(
+                f"a chunk in {first}..{last} failed authentication (tampered, truncated, "
+                "reordered or wrong key)"
+            ) from None
+        if len(out) != size:  # pragma: no cover - the native decryptor releases full chunks
+            raise IntegrityError(f"chunks {first}..{last}: native decryption length mismatch")
+        if not rest:
+            self._native, self._next = native, last + 1
+        return out
+
+
+def _run_shape(first: int, wire_len: int, final: int) -> tuple[int, int, int, int]:
+    """``(full chunks, final chunk's stored length or 0, last index, plaintext size)`` of a
+    run of chunks from ``first`` stored in ``wire_len`` bytes; IntegrityError if impossible."""
+    nfull, rest = divmod(wire_len, WIRE_CHUNK)
+    last = first + nfull - 1
+    if rest:
+        last += 1
+        if last != final or rest < TAG:
+            raise IntegrityError("ciphertext chunk run has an impossible length")
+    elif last >= final:
+        raise IntegrityError("final chunk has full length: object truncated or extended")
+    return nfull, rest, last, nfull * CHUNK + max(0, rest - TAG)
 
 
 def encrypt(data_key: bytes | bytearray, context: bytes, plaintext: bytes) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -65,25 +65,6 @@ def _named(method: _F) -> _F:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def require_context(located: Located, required: Mapping[str, str]) -> None:
-    """A read ``context`` is a check (as AWS ESDK's required encryption context): the object's
-    stored context must hold every given pair. IntegrityError naming the object and the first
-    differing context *key*; values are never shown (they may identify a tenant or a person,
-    and error messages travel to logs and dashboards)."""
-    stored = located.envelope.context
-    for k in sorted(required):
-        if k not in stored:
-            raise IntegrityError(
-                f"{located.path}: encryption context key {k!r} is required by the reader "
-                "but missing from the object's context"
-            )
-        if stored[k] != required[k]:
-            raise IntegrityError(
-                f"{located.path}: encryption context key {k!r} has a different value in the "
-                "object than the reader requires"
-            )
 
 
 @dataclass(frozen=True)
@@ -193,12 +174,27 @@ class ObjectReader:
             cached = self._cached(start, end)
         if cached is not None:
             return cached
-        first, _last, s, e = self.plan(start, end)
+        first, last, s, e = self.plan(start, end)
         stored = self.fetch(s, e)  # outside the lock: other threads' fetches run meanwhile
+        lo = first * CHUNK
         with self.locked():
+            if start == lo and (end == self.plain_len or end % CHUNK == 0):
+                sequential = self._native_run(first, last, stored, s)
+                if sequential is not None:  # whole chunks, decrypted straight into the result
+                    return sequential
             plain = self.open_run(first, stored, s)
-            lo = first * CHUNK
             return bytes(memoryview(plain)[start - lo : end - lo])
+
+    def _native_run(self, first: int, last: int, stored: Any, stored_start: int) -> bytes | None:
+        """Chunks ``first..last`` by the sequential native pass (Decryptor.native_run), or None."""
+        view = memoryview(stored)
+        if stored_start == self.loc.body_offset:
+            self.loc.envelope.check_prefix(bytes(view[:PREFIX]))
+            view = view[PREFIX:]
+        plain = self.decryptor.native_run(first, view, self.final)
+        if plain is not None and last == self.final:
+            self._end_ok = True
+        return plain
 
     def _cached(self, start: int, end: int) -> bytes | None:
         """``[start, end)`` copied from the last decrypted run, if it holds it (under the lock)."""
@@ -324,8 +320,10 @@ class EnvstoreWriteFile(io.RawIOBase):
         self._sink = sink
         self._enc = encryptor
         nchunks = max(1, (block_size or 4 << 20) // CHUNK)
+        if size is not None:  # a known size needs no buffer beyond the object (+1 chunk)
+            nchunks = min(nchunks, size // CHUNK + 1)
         self.blocksize = nchunks * CHUNK
-        self._buf = bytearray(self.blocksize)
+        self._buf = bytearray()  # plaintext of an incomplete block, allocated when needed
         self._fill = 0
         self._out = bytearray(nchunks * WIRE_CHUNK)  # ciphertext of one block
         self._pos = 0
@@ -379,6 +377,8 @@ class EnvstoreWriteFile(io.RawIOBase):
                 f"{self.size} bytes (the source changed size?); nothing was stored"
             )
         try:
+            if not self._fill and self.size is not None and self._pos + n == self.size:
+                view = self._seal_last(view)  # the write completing a known size
             if self._fill:
                 take = min(self.blocksize - self._fill, len(view))
                 self._buf[self._fill : self._fill + take] = view[:take]
@@ -391,6 +391,7 @@ class EnvstoreWriteFile(io.RawIOBase):
                 self._seal(view[: self.blocksize])
                 view = view[self.blocksize :]
             if len(view):
+                self._buf = self._buf or bytearray(self.blocksize)
                 self._buf[: len(view)] = view
                 self._fill = len(view)
         except BaseException:
@@ -398,6 +399,15 @@ class EnvstoreWriteFile(io.RawIOBase):
             raise
         self._pos += n
         return n
+
+    def _seal_last(self, view: memoryview) -> memoryview:
+        """Seal the full chunks of the write completing the declared size straight from the
+        caller's buffer (no copy into the block buffer); the partial chunk left is returned."""
+        full = min(len(view) // CHUNK, self.blocksize // CHUNK) * CHUNK
+        if full and len(view) - full < CHUNK:
+            self._seal(view[:full])
+            return view[full:]
+        return view
 
     def flush(self) -> None:
         """Buffered data is sealed in whole chunks on close; nothing to do early."""

@@ -29,10 +29,11 @@ from envstore.errors import (
     ConfigError,
     EnvstoreError,
     FormatError,
+    IntegrityError,
     KeyAccessError,
     NotEncryptedError,
 )
-from envstore.file import EnvstoreWriteFile, Located, ObjectReader, naming, require_context
+from envstore.file import EnvstoreWriteFile, Located, ObjectReader, naming
 from envstore.format import (
     HEADER_FIXED,
     PREFIX,
@@ -385,3 +386,22 @@ class Objects:
                 return fallback.open_envelope(env)
             except EnvstoreError:
                 raise first from None
+
+
+def require_context(located: Located, required: Mapping[str, str]) -> None:
+    """A read ``context`` is a check (as AWS ESDK's required encryption context): the object's
+    stored context must hold every given pair. IntegrityError naming the object and the first
+    differing context *key*; values are never shown (they may identify a tenant or a person,
+    and error messages travel to logs and dashboards)."""
+    stored = located.envelope.context
+    for k in sorted(required):
+        if k not in stored:
+            raise IntegrityError(
+                f"{located.path}: encryption context key {k!r} is required by the reader "
+                "but missing from the object's context"
+            )
+        if stored[k] != required[k]:
+            raise IntegrityError(
+                f"{located.path}: encryption context key {k!r} has a different value in the "
+                "object than the reader requires"
+            )
