@@ -24,15 +24,8 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from envstore import errors
 from envstore.cipher import Encryptor
-from envstore.errors import (
-    ConfigError,
-    EnvstoreError,
-    FormatError,
-    IntegrityError,
-    KeyAccessError,
-    NotEncryptedError,
-)
 from envstore.file import EnvstoreWriteFile, Located, ObjectReader, naming
 from envstore.format import (
     HEADER_FIXED,
@@ -124,7 +117,7 @@ class Objects:
                 elif default_key_path().exists():
                     key_uris = [default_key_uri()]
             if not key_uris and not self.decrypt_key_uris:
-                raise ConfigError(
+                raise errors.ConfigError(
                     "no key configured: pass key_uri (e.g. storage_options={'key_uri': "
                     "'local:///path/master.key'}), set FSSPEC_ENVSTORE_KEY_URI, or create the "
                     f"default key with: envstore keygen   (writes {default_key_path()})"
@@ -165,12 +158,12 @@ class Objects:
         first = bytes(self.store.read_exact(path, 0, min(size, _FIRST_READ)) if size else b"")
         total = header_length(first[:HEADER_FIXED])
         if total is None:
-            raise NotEncryptedError(f"{path} is not envstore-encrypted (no envelope)")
+            raise errors.NotEncryptedError(f"{path} is not envstore-encrypted (no envelope)")
         need = min(total + PREFIX, size)
         if len(first) < need:
             first += bytes(self.store.read_exact(path, len(first), need))
         if len(first) < total:
-            raise FormatError(f"{path}: envstore header is truncated")
+            raise errors.FormatError(f"{path}: envstore header is truncated")
         env = decode_header(bytes(first[:total]))
         if len(first) >= total + PREFIX:
             env.check_prefix(bytes(first[total : total + PREFIX]))
@@ -223,9 +216,9 @@ class Objects:
             head = None  # the metadata (a HEAD, usually cached) tells
         try:
             loc = self.locate(entry["name"], head)
-        except NotEncryptedError:
+        except errors.NotEncryptedError:
             out["encrypted"] = False
-        except EnvstoreError as exc:
+        except errors.EnvstoreError as exc:
             out["encrypted"] = True
             out["error"] = str(exc)
         else:
@@ -260,11 +253,11 @@ class Objects:
 
     @staticmethod
     def _readable_envelope(env: Envelope) -> Envelope:
-        """``env`` if readers accept it (the bounds of FORMAT.md), else ConfigError."""
+        """``env`` if readers accept it (the bounds of FORMAT.md), else errors.ConfigError."""
         try:
             Envelope.from_fields(env.to_fields())
-        except FormatError as exc:
-            raise ConfigError(f"this envelope would not be readable: {exc}") from None
+        except errors.FormatError as exc:
+            raise errors.ConfigError(f"this envelope would not be readable: {exc}") from None
         return env
 
     def place(self, env: Envelope) -> tuple[dict[str, str] | None, bytes | None]:
@@ -273,7 +266,7 @@ class Objects:
         if self.placement == "header" or (self.placement == "auto" and limit is None):
             return None, encode_header(env)
         if limit is None:
-            raise ConfigError(
+            raise errors.ConfigError(
                 f"placement='metadata' but {type(self.fs).__name__} has no user metadata"
             )
         fields = env.to_fields()
@@ -282,7 +275,7 @@ class Objects:
             return fields, None
         if self.placement == "auto":
             return None, encode_header(env)
-        raise FormatError(
+        raise errors.FormatError(
             f"envelope needs {used} bytes of user metadata, over the store's {limit}-byte "
             "limit; use placement='auto' or 'header', or fewer recipients"
         )
@@ -379,29 +372,29 @@ class Objects:
         # would otherwise destroy the object for every key)
         try:
             return self.ring.open_envelope(env)
-        except KeyAccessError as first:
+        except errors.KeyAccessError as first:
             if fallback is None:
                 raise
             try:
                 return fallback.open_envelope(env)
-            except EnvstoreError:
+            except errors.EnvstoreError:
                 raise first from None
 
 
 def require_context(located: Located, required: Mapping[str, str]) -> None:
     """A read ``context`` is a check (as AWS ESDK's required encryption context): the object's
-    stored context must hold every given pair. IntegrityError naming the object and the first
+    stored context must hold every given pair. errors.IntegrityError naming the object and the first
     differing context *key*; values are never shown (they may identify a tenant or a person,
     and error messages travel to logs and dashboards)."""
     stored = located.envelope.context
     for k in sorted(required):
         if k not in stored:
-            raise IntegrityError(
+            raise errors.IntegrityError(
                 f"{located.path}: encryption context key {k!r} is required by the reader "
                 "but missing from the object's context"
             )
         if stored[k] != required[k]:
-            raise IntegrityError(
+            raise errors.IntegrityError(
                 f"{located.path}: encryption context key {k!r} has a different value in the "
                 "object than the reader requires"
             )
