@@ -27,6 +27,7 @@ from envstore.keys.local import LocalKeyProvider
 from envstore.stores import local as local_store
 from envstore.stores.local import TEMP_PREFIX
 from envstore.transfer import open_url
+from tests.race import race
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -105,28 +106,6 @@ def test_writer_of_declared_size_refuses_more_or_less(efs) -> None:
 
 
 # -- item 7: exclusive creation --------------------------------------------------------------
-def _race(n: int, create: Any) -> tuple[list[int], list[BaseException]]:
-    barrier = threading.Barrier(n)
-    won: list[int] = []
-    lost: list[BaseException] = []
-
-    def one(i: int) -> None:
-        barrier.wait()
-        try:
-            create(i)
-        except BaseException as exc:
-            lost.append(exc)
-        else:
-            won.append(i)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return won, lost
-
-
 @pytest.mark.parametrize("how", ["pipe", "open", "put"])
 def test_exclusive_create_one_winner(efs, tmp_path: Path, monkeypatch, how: str) -> None:
     """N concurrent creators: exactly one object, the others FileExistsError.  The early
@@ -147,7 +126,7 @@ def test_exclusive_create_one_winner(efs, tmp_path: Path, monkeypatch, how: str)
         else:
             fs.put_file(str(tmp_path / f"src{i}"), path, mode="create")
 
-    won, lost = _race(8, create)
+    won, lost = race(8, create)
     assert len(won) == 1, (won, lost)
     assert len(lost) == 7 and all(isinstance(e, FileExistsError) for e in lost), lost
     monkeypatch.undo()

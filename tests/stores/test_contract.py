@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from envstore.format import CHUNK, MAGIC, PREFIX, TAG, WIRE_CHUNK, Envelope, bod
 from envstore.keys.base import WrappedKey
 from envstore.keys.local import keygen
 from envstore.objects import Objects
+from tests.race import race
 from tests.readops import READS, outcomes
 from tests.stores.backends import (
     Backend,
@@ -520,24 +520,11 @@ def test_exclusive_create_one_winner(store: Backend, monkeypatch) -> None:
     fs = store.efs()
     monkeypatch.setattr(type(fs), "exists", lambda self, p, **kw: False)
     n = 6
-    barrier = threading.Barrier(n)
-    won: list[int] = []
-    lost: list[BaseException] = []
 
-    def one(i: int) -> None:
-        barrier.wait()
-        try:
-            fs.pipe_file(store.path("once"), f"writer {i}".encode(), mode="create")
-        except BaseException as exc:
-            lost.append(exc)
-        else:
-            won.append(i)
+    def create(i: int) -> None:
+        fs.pipe_file(store.path("once"), f"writer {i}".encode(), mode="create")
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won, lost = race(n, create)
     monkeypatch.undo()
     assert len(won) == 1 and len(lost) == n - 1, (won, lost)
     assert all(isinstance(e, FileExistsError) for e in lost), lost

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -366,40 +365,6 @@ def test_seaweed_exclusive_complete_refuses_an_existing_object(weed_env: S3Env, 
         w.close()
     monkeypatch.undo()
     assert s3.efs().cat_file(s3.path("o")) == b"first"
-    assert s3.pending_uploads() == []
-
-
-@pytest.mark.slow
-def test_seaweed_exclusive_create_one_winner(weed_env: S3Env, monkeypatch) -> None:
-    """N concurrent single-PUT creators on a store that honours If-None-Match: one wins."""
-    s3 = weed_env
-    size = 1000
-    fs = s3.efs(s3={"default_block_size": 5 * MiB})
-    monkeypatch.setattr(type(fs), "exists", lambda self, p, **kw: False)
-    n = 6
-    barrier = threading.Barrier(n)
-    won: list[int] = []
-    lost: list[BaseException] = []
-
-    def one(i: int) -> None:
-        body = bytes([i]) * size
-        barrier.wait()
-        try:
-            fs.pipe_file(s3.path("once"), body, mode="create")
-        except BaseException as exc:
-            lost.append(exc)
-        else:
-            won.append(i)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    monkeypatch.undo()
-    assert len(won) == 1, (won, lost)
-    assert all(isinstance(e, FileExistsError) for e in lost) and len(lost) == n - 1, lost
-    assert fs.cat_file(s3.path("once")) == bytes([won[0]]) * size
     assert s3.pending_uploads() == []
 
 
