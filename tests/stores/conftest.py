@@ -269,8 +269,8 @@ SLOW_ON_SEAWEEDFS = frozenset(
 
 
 #: modules that stay on moto: test_faults.py puts a fault-injecting proxy in front of the
-#: store (the store behind it is incidental) and is not cheap; on SeaweedFS one of its cases
-#: grew the pytest process past 11 GB (OOM-killed, not yet investigated: see the i15 notes)
+#: store (the store behind it is incidental) and is not cheap (the 11 GB growth once seen here
+#: was a test leaving the root logger at DEBUG; tests/conftest.py now guards against that)
 MOTO_ONLY_MODULES = frozenset({"test_faults.py"})
 
 
