@@ -287,7 +287,7 @@ class OssBackend(Backend):
         return _OssRecorder(self.env)
 
     def small_copies(self, fs: EnvstoreFileSystem, monkeypatch: Any, limit: int, part: int) -> None:
-        from envstore.stores import oss as oss_module
+        from envstore.stores import oss_store as oss_module
 
         monkeypatch.setattr(oss_module, "COPY_LIMIT", limit)
         fs.store.copy_part_size = part
