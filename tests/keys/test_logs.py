@@ -142,6 +142,7 @@ def test_alikms_debug_logs_hold_no_data_key(
 ) -> None:
     """The shared gateway sends Encrypt's plaintext in the query string: urllib3 logs request
     lines, and Tea (DEBUG=sdk) prints them to its own stderr handler."""
+    pytest.importorskip("alibabacloud_kms20160120")  # the alikms extra
     monkeypatch.setenv("DEBUG", "sdk")
     keys = exercise(alikms)
     text = debug_log.getvalue()
