@@ -16,6 +16,7 @@ chunks independently (random access) after checking the commitment once.
 from __future__ import annotations
 
 import hmac
+import io
 import os
 from typing import Any, NoReturn
 
@@ -266,21 +267,30 @@ class Decryptor:
         self._native = None  # consumed unless this run succeeds and more may follow
         wire = memoryview(wire).cast("B")
         _nfull, rest, last, size = _run_shape(first, len(wire), final)
+        # Decrypt straight into the bytes object returned: a BytesIO over a fresh bytes
+        # object it alone holds exports that object's own storage, and getvalue() returns
+        # it without a copy once the export is released (CPython; elsewhere it copies).
+        result = io.BytesIO(bytes(size))
+        view = result.getbuffer()
         try:
-            out = native.update(wire)
+            n = native.update_into(wire, view)
             if rest:
                 tail = native.finalize()
-                out = out + tail if tail else out
+                view[n : n + len(tail)] = tail
+                n += len(tail)
+            if n != size:  # pragma: no cover - the native decryptor releases full chunks
+                raise ValueError("native decryption length mismatch")
         except (InvalidTag, ValueError):
+            view[:] = bytes(size)  # nothing of a failed run survives, even unreferenced
             raise IntegrityError(
                 f"a chunk in {first}..{last} failed authentication (tampered, truncated, "
                 "reordered or wrong key)"
             ) from None
-        if len(out) != size:  # pragma: no cover - the native decryptor releases full chunks
-            raise IntegrityError(f"chunks {first}..{last}: native decryption length mismatch")
+        finally:
+            view.release()
         if not rest:
             self._native, self._next = native, last + 1
-        return out
+        return result.getvalue()
 
 
 def _run_shape(first: int, wire_len: int, final: int) -> tuple[int, int, int, int]:

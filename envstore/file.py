@@ -128,9 +128,10 @@ class ObjectReader:
             ws = 0  # the body's own salt/commitment come with chunk 0: checked against metadata
         return first, last, self.loc.body_offset + ws, self.loc.body_offset + we
 
-    def fetch(self, start: int, end: int) -> bytes | memoryview:
-        """Stored bytes ``[start, end)`` of this object, exactly (else IntegrityError)."""
-        return self.store.read_exact(self.loc.path, start, end)
+    def fetching(self, start: int, end: int) -> AbstractContextManager[bytes | memoryview]:
+        """Stored bytes ``[start, end)`` of this object, exactly (else IntegrityError), valid
+        inside the ``with`` block only (the store may lend a buffer it reuses)."""
+        return self.store.fetching(self.loc.path, start, end)
 
     @_named
     def open_run(self, first: int, stored: bytes | memoryview, stored_start: int) -> memoryview:
@@ -175,9 +176,9 @@ class ObjectReader:
         if cached is not None:
             return cached
         first, last, s, e = self.plan(start, end)
-        stored = self.fetch(s, e)  # outside the lock: other threads' fetches run meanwhile
         lo = first * CHUNK
-        with self.locked():
+        # the fetch is outside the lock: other threads' fetches run meanwhile
+        with self.fetching(s, e) as stored, self.locked():
             if start == lo and (end == self.plain_len or end % CHUNK == 0):
                 sequential = self._native_run(first, last, stored, s)
                 if sequential is not None:  # whole chunks, decrypted straight into the result
@@ -225,7 +226,8 @@ class ObjectReader:
             if not self._end_ok:  # another thread may have done it meanwhile
                 start = self.final * CHUNK
                 first, _last, s, e = self.plan(start, self.plain_len)
-                self.open_run(first, self.fetch(s, e), s)
+                with self.fetching(s, e) as stored:
+                    self.open_run(first, stored, s)
             if not self._end_ok:  # pragma: no cover - open_run sets it for the final chunk
                 raise IntegrityError("final chunk not authenticated")
 

@@ -5,6 +5,7 @@ store, authenticate and decrypt each run, then cut every range out of its run.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from envstore.file import ObjectReader
@@ -118,9 +119,11 @@ def _fetch(
         reader = readers[p]
         assert isinstance(reader, ObjectReader)
         try:
-            stored = reader.fetch(ws, we) if blob is None else exact(blob, p, ws, we)
-            with reader.locked():  # the run lives in the reader's buffer: copy out inside
-                plain = reader.open_run(first, stored, ws)
+            fetched = reader.fetching(ws, we) if blob is None else nullcontext(blob)
+            # the run lives in the reader's buffer (and the stored bytes maybe in the
+            # store's): copy out inside
+            with fetched as stored, reader.locked():
+                plain = reader.open_run(first, exact(stored, p, ws, we), ws)
                 lo = first * CHUNK
                 for i in idx:
                     s, e = out[i]

@@ -31,6 +31,7 @@ from envstore.fs import EnvstoreFileSystem
 from envstore.keys.local import keygen
 from envstore.stores.base import Head
 from envstore.stores.local import MemoryStore
+from tests.readops import answer_through_read
 
 SIZES = (0, 1, 100, CHUNK - 1, CHUNK, CHUNK + 1, 40_000)
 
@@ -232,6 +233,7 @@ class Campaign:
         store = self.fs.store
         offset = self.fs.envelope(path).body_offset
         orig_read, orig_many = store.read, store.read_many
+        answer_through_read(store)  # local files: their lent-buffer reads go through read too
 
         def boundary(j: int, base: int) -> Callable[[bytes, int], bytes]:
             def cut(blob: bytes, start: int) -> bytes:
@@ -262,6 +264,7 @@ class Campaign:
                 self._try("short-answer", f"size {size} edit {n}", path, raw, data)
         finally:
             store.read, store.read_many = orig_read, orig_many  # type: ignore[method-assign]
+            del store.fetching
 
     def metadata(self, size: int, every_bit: bool, stride: int = 1) -> None:
         """Metadata placement (as on S3/OSS): every character of every envelope field and the

@@ -39,19 +39,19 @@ def test_a_slice_of_a_zarr_shard_reads_a_few_envstore_chunks(
 ) -> None:
     """Sharding: zarr reads the shard index and one inner chunk by byte range; envstore
     fetches and authenticates only the 16 KiB chunks those ranges fall in."""
-    from envstore.stores.base import Store
+    from envstore.stores.local import LocalStore
 
     url, so = f"envstore::file://{tmp_path}/s.zarr", {"key_uri": key_uri}
     data, size = sharded_array(url, so)
     fetched: list[int] = []
-    original = Store.read
+    original = LocalStore.fetching
 
-    def read(self, path, start, end):
+    def fetching(self, path, start, end):
         if "/c/" in path:
             fetched.append(end - start)
         return original(self, path, start, end)
 
-    monkeypatch.setattr(Store, "read", read)
+    monkeypatch.setattr(LocalStore, "fetching", fetching)
     read_inner_chunk(url, so, data)
     assert 0 < sum(fetched) < size // 10, fetched  # ~25 KB of a 525 KB shard
 

@@ -20,7 +20,7 @@ from envstore.format import CHUNK, PREFIX, TAG, WIRE_CHUNK, Envelope, encode_hea
 from envstore.fs import EnvstoreFileSystem
 from envstore.keys.base import WrappedKey
 from envstore.objects import Objects
-from tests.readops import READS, outcome, outcomes
+from tests.readops import READS, answer_through_read, outcome, outcomes
 
 SIZE = 3 * CHUNK + 100  # four chunks: three full, a short final one
 
@@ -111,6 +111,7 @@ def test_store_answering_short_at_chunk_boundaries(four_chunks, tmp_path: Path) 
     fs.store.read_many = lambda ps, ss, es: [  # type: ignore[method-assign]
         short(*a) for a in zip(ps, ss, es, strict=True)
     ]
+    answer_through_read(fs.store)
     for op in ("open", "read_iter", "cat_file", "cat_ranges", "get_file"):
         got = outcome(op, fs, path, "", {}, tmp_path)
         assert isinstance(got, IntegrityError), (op, got)
@@ -126,6 +127,7 @@ def test_store_answering_long_is_rejected(four_chunks, tmp_path: Path) -> None:
     fs.store.read_many = lambda ps, ss, es: [  # type: ignore[method-assign]
         fs.store.read(*a) for a in zip(ps, ss, es, strict=True)
     ]
+    answer_through_read(fs.store)
     for op in ("open", "cat_file", "cat_ranges", "get_file"):
         assert isinstance(outcome(op, fs, path, "", {}, tmp_path), IntegrityError), op
 

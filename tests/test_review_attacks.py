@@ -202,10 +202,10 @@ def test_open_run_outside_the_reader_lock_is_refused(memfs: EnvstoreFileSystem, 
     fs.pipe_file(p, os.urandom(CHUNK + 1))
     reader = fs.objects.reader(p)
     first, _last, s, e = reader.plan(0, 10)
-    with pytest.raises(RuntimeError, match="locked"):
-        reader.open_run(first, reader.fetch(s, e), s)
-    with reader.locked(), reader.locked():  # re-entrant
-        assert bytes(reader.open_run(first, reader.fetch(s, e), s)[:10]) == reader.read(0, 10)
+    with pytest.raises(RuntimeError, match="locked"), reader.fetching(s, e) as stored:
+        reader.open_run(first, stored, s)
+    with reader.fetching(s, e) as stored, reader.locked(), reader.locked():  # re-entrant
+        assert bytes(reader.open_run(first, stored, s)[:10]) == reader.read(0, 10)
 
 
 def test_many_threads_on_one_handle_read_their_own_ranges(

@@ -8,7 +8,8 @@ envelopes live in the in-object header; S3 and OSS adapters store them as user m
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -188,6 +189,13 @@ class Store:
                 raise
             blob = b""
         return exact(blob, path, start, end)
+
+    @contextmanager
+    def fetching(self, path: str, start: int, end: int) -> Iterator[bytes | memoryview]:
+        """Stored bytes ``[start, end)`` exactly (as :meth:`read_exact`), valid inside the
+        ``with`` block only: a store may lend a buffer it reuses afterwards (local files), so
+        decrypt inside the block and keep nothing of it. Object readers fetch through here."""
+        yield self.read_exact(path, start, end)
 
     def range_gone(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the store refusing a range that starts past the object's end

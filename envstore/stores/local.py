@@ -11,12 +11,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fsspec.implementations.memory import MemoryFile
 
 from envstore.errors import ConcurrentModificationError
-from envstore.stores.base import Fields, Sink, Store, entry_token
+from envstore.stores.base import Fields, Sink, Store, entry_token, exact
 
 #: prefix of in-progress local writes (hidden from envstore listings)
 TEMP_PREFIX = ".envstore-part-"
@@ -66,6 +67,22 @@ def link_no_replace(src: str, dst: str) -> None:
     os.unlink(src)
 
 
+def _pread(path: str, view: memoryview, start: int) -> int:
+    """Read the file at ``path`` from ``start`` into ``view`` until it is full or the file
+    ends; the number of bytes read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        got = 0
+        while got < len(view):
+            n = os.preadv(fd, [view[got:]], start + got)
+            if n == 0:
+                break
+            got += n
+        return got
+    finally:
+        os.close(fd)
+
+
 def stat_token(st: os.stat_result) -> tuple[Any, ...]:
     """The change token fsspec's local ``info`` gives a file with this ``stat``."""
     return entry_token(
@@ -78,8 +95,42 @@ def _temp_name(path: str) -> str:
     return os.path.join(head, f"{TEMP_PREFIX}{tail}.{secrets.token_hex(6)}")
 
 
+#: reads up to this many stored bytes go into a buffer the store lends and reuses (one
+#: 4 MiB streaming step of ciphertext fits); at most _POOL such buffers are kept
+_LEND_MAX = 8 << 20
+_POOL = 2
+
+
 class LocalStore(Store):
     """``file://``: a temporary file beside the target, fsync'd and renamed into place."""
+
+    def __init__(self, fs: Any) -> None:
+        super().__init__(fs)
+        self._pool: list[bytearray] = []  # idle lending buffers (ciphertext only)
+        self._pool_lock = threading.Lock()
+
+    @contextmanager
+    def fetching(self, path: str, start: int, end: int) -> Iterator[bytes | memoryview]:
+        """``pread`` into a reused buffer: a fresh allocation per read (and the page faults
+        of memory the allocator gave back meanwhile) would cost more than the read."""
+        n = end - start
+        if n > _LEND_MAX or not hasattr(os, "preadv"):
+            yield self.read_exact(path, start, end)
+            return
+        with self._pool_lock:
+            buf = next((b for b in self._pool if len(b) >= n), None)
+            if buf is not None:
+                self._pool.remove(buf)
+        if buf is None:
+            buf = bytearray(max(n, 1 << 20))
+        try:
+            view = memoryview(buf)[:n]
+            got = _pread(self.fs._strip_protocol(path), view, start)
+            yield exact(view[:got], path, start, end)
+        finally:
+            with self._pool_lock:
+                if len(self._pool) < _POOL:
+                    self._pool.append(buf)
 
     def open_sink(
         self, path: str, fields: Fields, hint: int | None, exclusive: bool = False

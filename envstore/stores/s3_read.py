@@ -50,44 +50,61 @@ def run(fs: S3FileSystem, coro: Coroutine[Any, Any, T]) -> T:
 
 
 class _Scan:
-    """One sequential reader of an object: its last range, the bytes fetched for it (``blob``
-    from ``blob_start``) and at most one fetch in flight for the bytes after them."""
+    """One sequential reader of an object: its last range, the last bytes it returned (a
+    following read may restart inside their last chunk) and, once the reads prove sequential,
+    one GET kept open for the bytes after them (``stream``, read as the scan goes on)."""
 
-    __slots__ = (
-        "ahead",
-        "blob",
-        "blob_start",
-        "busy",
-        "end",
-        "span",
-        "start",
-        "tail",
-        "tail_start",
-        "used",
-    )
+    __slots__ = ("busy", "end", "failed", "held", "held_start", "start", "stream", "used")
 
-    def __init__(self, start: int, end: int, blob_start: int, blob: bytes) -> None:
+    def __init__(self, start: int, end: int, held_start: int, held: bytes) -> None:
         self.start = start
         self.end = end
-        self.span = 0  # bytes per read-ahead GET; 0 until the reads prove sequential
-        self.blob_start = blob_start
-        self.blob = blob
-        self.tail_start, self.tail = 0, b""  # the last bytes of the blob before this one
-        #: GETs in flight for the bytes after ``blob``, in order: (start, end, future)
-        self.ahead: list[tuple[int, int, concurrent.futures.Future[bytes]]] = []
+        self.held_start, self.held = held_start, held
+        self.stream: _Stream | None = None
+        self.failed = False  # a stream of this scan broke: plain ranged GETs from now on
         self.busy = False  # claimed by a thread
         self.used = time.monotonic()
 
-    def replace(self, start: int, blob: bytes) -> None:
-        old = self.blob[-_SCAN_TAIL:]
-        self.tail_start, self.tail = self.blob_start + len(self.blob) - len(old), old
-        self.blob_start, self.blob = start, blob
+    def hold(self, start: int, blob: bytes | memoryview) -> None:
+        kept = bytes(memoryview(blob)[-_SCAN_TAIL:])
+        self.held_start, self.held = start + len(blob) - len(kept), kept
+
+    def close_stream(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.close()
 
     def drop(self) -> None:
-        for _, _, future in self.ahead:
-            future.cancel()
-        self.ahead = []
-        self.blob = self.tail = b""
+        self.close_stream()
+        self.held = b""
+
+
+class _Stream:
+    """An open ranged GET: its body from ``pos`` to ``end`` not read yet."""
+
+    __slots__ = ("body", "end", "loop", "pos")
+
+    def __init__(self, body: Any, pos: int, end: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.body, self.pos, self.end, self.loop = body, pos, end, loop
+
+    async def read(self, n: int) -> bytes:
+        """The next ``n`` bytes (fewer only where the body ends early)."""
+        parts = []
+        got = 0
+        while got < n:
+            piece = await self.body.read(n - got)
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        """Close the response (its connection is dropped, not reused), on the loop's thread."""
+        try:
+            self.loop.call_soon_threadsafe(self.body.close)
+        except RuntimeError:  # pragma: no cover - the loop is closed: nothing left to close
+            pass
 
 
 class S3Reads:
@@ -97,14 +114,14 @@ class S3Reads:
     fs: S3FileSystem
     _lock: Any
     _heads: Any
-    #: most bytes a sequential scan fetches per GET; None: s3fs's ``default_block_size``
-    #: (50 MiB unless set), the block of s3fs's own read-ahead cache; 0: no read-ahead
+    #: a sequential scan's GET asks for the rest of the object (None), or for at most this
+    #: many bytes beyond the read (then another GET); 0: no read-ahead, one GET per read
     readahead_max: int | None = None
-    #: read-ahead GETs a sequential scan keeps in flight while the caller consumes the bytes
-    #: in hand (memory per scanning reader: up to (1 + depth) x readahead_max)
-    readahead_depth: int = 1
-    #: objects whose sequential-scan state (and read-ahead bytes) are kept
+    #: objects whose sequential-scan state is kept
     readahead_objects: int = 4
+    #: GETs kept open by sequential scans at once (each holds one HTTP connection of s3fs's
+    #: pool until the scan ends, moves elsewhere or is idle for 10 s)
+    readahead_streams: int = 4
     #: seconds one read request (a HEAD, a ranged GET) may take in total, s3fs's and
     #: botocore's retries included, plus one second per MiB it fetches; None: no limit.
     #: Set from the envstore option ``read_deadline``.
@@ -138,9 +155,9 @@ class S3Reads:
 
         Random access fetches exactly its range.  A read that continues where an earlier read
         of the same object ended is a sequential scan (``get``, ``read_csv``, streaming reads):
-        it reads ahead (16x the read, growing 4x per step up to ``readahead_max``) with the
-        next span fetched in the background, so a scan costs a few large GETs overlapped with
-        the caller's work instead of one GET per caller read.
+        it opens one GET for the rest of the object and reads its body as the scan goes on,
+        so a scan costs one request and holds only the bytes of the read in hand (the
+        server's sending is paced by the socket, not buffered here).
         """
         if start >= end:
             return b""
@@ -163,8 +180,8 @@ class S3Reads:
             c.drop()
         if scan is None:  # random access: exactly the range
             blob = self._fetch(path, start, end)
-            tail = blob[-_SCAN_TAIL:]  # a following read may restart inside the last chunk
-            fresh = _Scan(start, end, start + len(blob) - len(tail), tail)
+            fresh = _Scan(start, end, start, b"")
+            fresh.hold(start, blob)
             with self._lock:
                 scans = self._scans.setdefault(name, [])
                 scans.append(fresh)
@@ -182,62 +199,82 @@ class S3Reads:
 
     def _continue(self, scan: _Scan, path: str, name: str, start: int, end: int) -> bytes:
         size = self._known_size(name)
-        most = self.fs.default_block_size if self.readahead_max is None else self.readahead_max
-        scan.span = min(int(most), max(4 * scan.span, 16 * (end - start), MiB))
-        pieces: list[memoryview] = []
+        stop = end if size is None else min(end, size)
+        pieces: list[bytes | memoryview] = []
         pos = start
-        while pos < end:
-            held = next(
-                (
-                    (got, lo)
-                    for got, lo in ((scan.blob, scan.blob_start), (scan.tail, scan.tail_start))
-                    if lo <= pos < lo + len(got)
-                ),
-                None,
-            )
-            if held is not None:  # fetched already
-                got, lo = held
-                take = min(end, lo + len(got)) - pos
-                pieces.append(memoryview(got)[pos - lo : pos - lo + take])
-                pos += take
-                continue
-            if scan.ahead and not scan.ahead[0][0] <= pos < scan.ahead[0][1]:
-                scan.drop()  # the scan moved elsewhere: start over here
-            blob = b""
-            if scan.ahead:  # fetched in the background
-                ahead_start, _, future = scan.ahead.pop(0)
-                try:
-                    blob = future.result()
-                except Exception:  # fetched again below; a real error surfaces there
-                    blob = b""
-                if blob:
-                    scan.replace(ahead_start, blob)
-            if not blob:
-                stop = max(end, pos + scan.span)
-                if pos < scan.blob_start < stop:  # fill the gap before the bytes in hand
-                    stop = scan.blob_start
-                blob = self._fetch(path, pos, stop if size is None else min(stop, size))
-                if not blob:
-                    break  # past the end: a short read, as for any range
-                if stop != scan.blob_start:
-                    scan.replace(pos, blob)
-                else:
-                    pieces.append(memoryview(blob)[: end - pos])
-                    pos += min(len(blob), end - pos)
-                    continue
-            # keep the pipeline full: up to readahead_depth GETs after the bytes in hand
-            after = scan.ahead[-1][1] if scan.ahead else scan.blob_start + len(scan.blob)
-            while len(scan.ahead) < self.readahead_depth and (size is None or after < size):
-                stop = after + scan.span if size is None else min(after + scan.span, size)
-                got = self.fs._cat_file(path, start=after, end=stop)
-                coro = self._within(got, path, stop - after)
-                future = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
-                scan.ahead.append((after, stop, future))
-                after = stop
+        lo, held = scan.held_start, scan.held
+        if lo <= pos < lo + len(held):  # the restart inside the last chunk: fetched already
+            take = min(stop, lo + len(held)) - pos
+            pieces.append(memoryview(held)[pos - lo : pos - lo + take])
+            pos += take
+        if pos < stop:
+            pieces.append(self._from_stream(scan, path, pos, stop, size))
+        blob = bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
         scan.start, scan.end = start, end
-        if size is not None and end >= size:
-            scan.drop()  # the scan reached the end
-        return b"".join(pieces)
+        scan.hold(start, blob)
+        if size is not None and start + len(blob) >= size:
+            scan.close_stream()  # the scan reached the end
+        return blob
+
+    def _from_stream(self, scan: _Scan, path: str, pos: int, stop: int, size: int | None) -> bytes:
+        """Stored bytes ``[pos, stop)`` from the scan's open GET (opened here if needed); a
+        GET that breaks is closed and the bytes fetched by a plain ranged GET instead."""
+        stream = scan.stream
+        if stream is not None and stream.pos != pos:
+            scan.close_stream()
+            stream = None
+        if stream is None and not scan.failed:
+            stream = scan.stream = self._open_stream(scan, path, pos, stop, size)
+        if stream is None:
+            return self._fetch(path, pos, stop)
+        want = min(stop, stream.end) - pos
+        try:
+            blob = run(self.fs, self._within(stream.read(want), path, want))
+        except Exception as exc:
+            scan.close_stream()
+            if isinstance(exc, TimeoutError) and exc.errno == errno.ETIMEDOUT:
+                raise  # the read deadline passed: no second attempt
+            scan.failed, blob = True, b""  # a broken connection, a cut body: fetch it
+        stream.pos += len(blob)
+        if stream.pos >= stream.end:
+            scan.close_stream()
+        if len(blob) < stop - pos:
+            scan.close_stream()
+            blob += self._fetch(path, pos + len(blob), stop)
+        return blob
+
+    def _open_stream(
+        self, scan: _Scan, path: str, pos: int, stop: int, size: int | None
+    ) -> _Stream | None:
+        """A GET of ``[pos, ...)`` for ``scan``, or None where ``readahead_streams`` scans of
+        this store hold one open already (busy in other threads)."""
+        with self._lock:
+            open_ = [c for scans in self._scans.values() for c in scans if c.stream is not None]
+            idle = [c for c in open_ if not c.busy]
+            if len(open_) >= max(1, self.readahead_streams):
+                if not idle:
+                    return None
+                oldest = min(idle, key=lambda c: c.used)  # its connection goes to this scan
+                idle_stream, oldest.stream = oldest.stream, None
+                assert idle_stream is not None
+                idle_stream.close()
+        most = self.readahead_max
+        last = min(pos + max(stop - pos, most), size or 1 << 62) if most else size
+        bucket, key, version = self.fs.split_path(path)
+        got = self.fs._call_s3(
+            "get_object",
+            Bucket=bucket,
+            Key=key,
+            Range=f"bytes={pos}-{'' if last is None else last - 1}",
+            **({"VersionId": version} if version else {}),
+        )
+        resp = run(self.fs, self._within(got, path))
+        stream = _Stream(resp["Body"], pos, pos + int(resp.get("ContentLength") or 0), self.fs.loop)
+        if not str(resp.get("ContentRange", "")).startswith(f"bytes {pos}-"):
+            stream.close()  # not the range asked for: read it the plain way
+            scan.failed = True
+            return None
+        return stream
 
     async def _within(self, coro: Coroutine[Any, Any, T], path: str, nbytes: int = 0) -> T:
         """``await coro``, cancelled with a TimeoutError once the read deadline has passed."""

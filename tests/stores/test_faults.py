@@ -311,6 +311,51 @@ def test_reset_connections_are_connection_errors(
     assert type(info2.value).__module__ == "builtins"
 
 
+# -- sequential scans: the GET kept open ----------------------------------------------------
+@pytest.fixture
+def scanned(s3: S3Env) -> tuple[str, bytes]:
+    data = os.urandom(3 * MiB + 1234)
+    s3.efs().pipe_file(s3.path("scan"), data)
+    return s3.path("scan"), data
+
+
+def scan(fs: Any, path: str, step: int = 256 * 1024) -> bytes:
+    with fs.open(path, "rb") as f:
+        return b"".join(iter(lambda: f.read(step), b""))
+
+
+@pytest.mark.parametrize("fault", ["truncate", "short", "reset"])
+def test_a_broken_scan_stream_falls_back_to_ranged_gets(
+    s3: S3Env, proxy: FaultProxy, scanned: tuple[str, bytes], fault: str
+) -> None:
+    """The GET a sequential scan keeps open is cut mid-body (or announced short, or reset):
+    the missing bytes come by plain ranged GETs and the scan reads the exact object."""
+    path, data = scanned
+    proxy.plan("get-range", fault, times=1, after=1)  # GET 1: the first read; GET 2: the scan's
+    fs = through(s3, proxy)
+    assert scan(fs, path) == data
+    assert proxy.injected[("get-range", fault)] == 1
+    assert proxy.seen["get-range"] >= 3  # the fall-back GETs
+
+
+def test_read_deadline_bounds_a_trickling_scan_stream(
+    s3: S3Env, proxy: FaultProxy, scanned: tuple[str, bytes]
+) -> None:
+    """The scan's open GET trickles: the read waiting on it ends at the read deadline with
+    TimeoutError (no second attempt), and the next read starts over with plain GETs."""
+    path, data = scanned
+    proxy.plan("get-range", "trickle:0.2", times=1, after=1)
+    fs = through(s3, proxy, read_deadline=1)
+    with fs.open(path, "rb") as f:
+        assert f.read(256 * 1024) == data[: 256 * 1024]
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="read_deadline"):
+            f.read(256 * 1024)
+        assert time.monotonic() - start < 3.5
+        f.seek(256 * 1024)
+        assert f.read() == data[256 * 1024 :]
+
+
 # -- the read deadline ----------------------------------------------------------------------
 def test_read_deadline_bounds_a_slow_store(
     s3: S3Env, proxy: FaultProxy, stored: tuple[str, bytes]

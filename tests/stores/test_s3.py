@@ -209,7 +209,7 @@ def test_sequential_scans_read_ahead(s3, count_requests, tmp_path: Path) -> None
     rec = count_requests(fresh)
     assert scan(fresh, 100_000) == data  # 63 unaligned reads
     gets = rec.ops("GetObject")
-    assert 2 <= len(gets) <= 5, gets
+    assert len(gets) == 2, gets  # the first read's range, then one GET for the rest
     assert stored <= rec.received <= stored + 2 * WIRE_CHUNK, rec.calls
     rec.clear()
     fresh.get_file(s3.path("a"), str(tmp_path / "a"))
@@ -221,8 +221,10 @@ def test_sequential_scans_read_ahead(s3, count_requests, tmp_path: Path) -> None
     rec = count_requests(plain)
     assert scan(plain, 100_000) == data
     assert len(rec.ops("GetObject")) >= 63
-    # interleaved scans of one object, and random reads in between, stay exact
+    # interleaved scans of one object, and random reads in between, stay exact (one GET
+    # kept open at a time: the scans take the connection from each other)
     both = s3.efs()
+    both.store.readahead_streams = 1
     with both.open(s3.path("a"), "rb") as f, both.open(s3.path("a"), "rb") as g:
         g.seek(3 * MiB)
         for i in range(0, 3 * MiB, 250_000):
@@ -233,16 +235,15 @@ def test_sequential_scans_read_ahead(s3, count_requests, tmp_path: Path) -> None
             assert both.cat_file(s3.path("a"), j, j + 1000) == data[j : j + 1000]
 
 
-@pytest.mark.parametrize("depth", [1, 3])
-def test_read_ahead_random_walk(s3, depth: int) -> None:
+@pytest.mark.parametrize("most", [None, 200_000])
+def test_read_ahead_random_walk(s3, most: int | None) -> None:
     """Sequential runs, jumps back and forth, unaligned sizes: always the right bytes."""
     fs = s3.efs()
     data = payload(3 * MiB + 777, 5)
     fs.pipe_file(s3.path("a"), data)
     reader = s3.efs()
-    reader.store.readahead_max = 200_000  # many read-ahead spans and hand-overs
-    reader.store.readahead_depth = depth
-    rng = random.Random(depth)
+    reader.store.readahead_max = most  # 200_000: many read-ahead GETs and hand-overs
+    rng = random.Random(most)
     with reader.open(s3.path("a"), "rb") as f:
         for _ in range(300):
             if rng.random() < 0.15:
