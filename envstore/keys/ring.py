@@ -196,9 +196,9 @@ class KeyRing:
         """
         if not recipients:
             raise KeyAccessError("object has no recipients")
-        ctx = canonical_context(context)
-        token = (ctx, tuple(r.encode() for r in recipients))
+        token = None
         if self.cache is not None:
+            token = (canonical_context(context), tuple(r.encode() for r in recipients))
             cached: bytearray | None = None
             with self._lock:
                 hit = self._reads.get(token)
@@ -210,7 +210,7 @@ class KeyRing:
                     return cached
                 cached[:] = bytes(len(cached))
         key = self._search(recipients, context, accept)
-        if self.cache is not None:
+        if token is not None:
             self._remember(token, key)
         return key
 

@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from fsspec.implementations.memory import MemoryFile
 
 from envstore.errors import ConcurrentModificationError
-from envstore.stores.base import Fields, Sink, Store, entry_token, exact
+from envstore.stores.base import Fields, Head, Sink, Store, entry_token, exact
 
 #: prefix of in-progress local writes (hidden from envstore listings)
 TEMP_PREFIX = ".envstore-part-"
@@ -85,8 +86,9 @@ def _pread(path: str, view: memoryview, start: int) -> int:
 
 def stat_token(st: os.stat_result) -> tuple[Any, ...]:
     """The change token fsspec's local ``info`` gives a file with this ``stat``."""
+    created = getattr(st, "st_birthtime", st.st_ctime)  # as fsspec's LocalFileSystem.info
     return entry_token(
-        {"size": st.st_size, "mtime": st.st_mtime, "ino": st.st_ino, "created": st.st_ctime}
+        {"size": st.st_size, "mtime": st.st_mtime, "ino": st.st_ino, "created": created}
     )
 
 
@@ -108,6 +110,13 @@ class LocalStore(Store):
         super().__init__(fs)
         self._pool: list[bytearray] = []  # idle lending buffers (ciphertext only)
         self._pool_lock = threading.Lock()
+
+    def head(self, path: str) -> Head:
+        """One ``stat`` (following links, as fsspec's ``info``): size and change token."""
+        st = os.stat(self.fs._strip_protocol(path))
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        return Head(st.st_size, None, stat_token(st))
 
     @contextmanager
     def fetching(self, path: str, start: int, end: int) -> Iterator[bytes | memoryview]:
