@@ -39,10 +39,17 @@ except ImportError:  # pragma: no cover - cryptography < 50
     _NativeDec = None  # type: ignore[assignment,misc]
 
 
-def _derive(data_key: bytes | bytearray, salt: bytes, context: bytes) -> tuple[AESGCM, int, bytes]:
+def _okm(data_key: bytes | bytearray, salt: bytes, context: bytes) -> bytearray:
+    """``key(32) || base_nonce(12) || commitment(32)`` (wipe it after use)."""
     if len(data_key) != 32:
         raise ValueError("data key must be 32 bytes")
-    okm = bytearray(HKDFExpand(hashes.SHA512(), 76, LABEL + salt + context).derive(bytes(data_key)))
+    return bytearray(
+        HKDFExpand(hashes.SHA512(), 76, LABEL + salt + context).derive(bytes(data_key))
+    )
+
+
+def _derive(data_key: bytes | bytearray, salt: bytes, context: bytes) -> tuple[AESGCM, int, bytes]:
+    okm = _okm(data_key, salt, context)
     aead = AESGCM(bytes(okm[:32]))
     base = int.from_bytes(okm[32:44], "big")
     commitment = bytes(okm[44:76])
@@ -53,8 +60,11 @@ def _derive(data_key: bytes | bytearray, salt: bytes, context: bytes) -> tuple[A
 def commits_to(data_key: bytes | bytearray, salt: bytes, context: bytes, commitment: bytes) -> bool:
     """Whether ``data_key`` is the key a body with this salt, context and commitment was
     sealed under (C2SP key commitment). The key ring checks every unwrapped candidate."""
-    _aead, _base, derived = _derive(data_key, salt, context)
-    return hmac.compare_digest(derived, commitment)
+    okm = _okm(data_key, salt, context)
+    try:
+        return hmac.compare_digest(bytes(okm[44:76]), commitment)
+    finally:
+        okm[:] = bytes(76)
 
 
 class Encryptor:

@@ -6,8 +6,8 @@ import functools
 import io
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from fsspec.spec import AbstractBufferedFile
@@ -24,7 +24,7 @@ from envstore.format import (
     final_chunk,
     wire_span,
 )
-from envstore.stores.base import Sink, Store
+from envstore.stores.base import Sink, Store, exact
 
 if TYPE_CHECKING:
     from envstore.keys.ring import KeyRing
@@ -78,6 +78,9 @@ class Located:
     stored_size: int
     plain_len: int
     token: tuple[Any, ...]
+    #: the whole stored object, when locating a small header-placement object read it all
+    #: (its reader then needs no second read); never kept in the locate cache
+    stored: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class ObjectReader:
@@ -131,6 +134,10 @@ class ObjectReader:
     def fetching(self, start: int, end: int) -> AbstractContextManager[bytes | memoryview]:
         """Stored bytes ``[start, end)`` of this object, exactly (else IntegrityError), valid
         inside the ``with`` block only (the store may lend a buffer it reuses)."""
+        if self.loc.stored is not None:  # read whole when located (one consistent read)
+            return nullcontext(
+                exact(memoryview(self.loc.stored)[start:end], self.loc.path, start, end)
+            )
         return self.store.fetching(self.loc.path, start, end)
 
     @_named

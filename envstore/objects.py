@@ -20,6 +20,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -49,6 +50,7 @@ from envstore.stores.base import entry_token
 __all__ = ["Objects", "describe_envelope"]
 
 _FIRST_READ = 4096  # first read of a header-placement object: header + body prefix
+_WHOLE_READ = 32 << 10  # header-placement objects up to this size are read whole at once
 _LOCATE_CACHE = 1024
 
 
@@ -138,7 +140,7 @@ class Objects:
                 return hit
         located = self._parse(path, head)
         with self._lock:
-            self._located[token] = located
+            self._located[token] = replace(located, stored=None)  # no object bytes kept
             while len(self._located) > _LOCATE_CACHE:
                 self._located.popitem(last=False)
         return located
@@ -146,16 +148,20 @@ class Objects:
     def _parse(self, path: str, head: Head) -> Located:
         if head.fields is not None and has_envelope(head.fields):
             env = Envelope.from_fields(head.fields)
-            placement, offset = "metadata", 0
+            placement, offset, first = "metadata", 0, b""
         else:
-            env, offset = self._parse_header(path, head.size)
+            env, offset, first = self._parse_header(path, head.size)
             placement = "header"
         plain = plain_size(head.size - offset)
         env.check_size(plain)
-        return Located(path, env, placement, offset, head.size, plain, head.token)
+        whole = first if placement == "header" and 0 < len(first) == head.size else None
+        return Located(path, env, placement, offset, head.size, plain, head.token, whole)
 
-    def _parse_header(self, path: str, size: int) -> tuple[Envelope, int]:
-        first = bytes(self.store.read_exact(path, 0, min(size, _FIRST_READ)) if size else b"")
+    def _parse_header(self, path: str, size: int) -> tuple[Envelope, int, bytes]:
+        """The envelope in the object's header, the header's length and the bytes read (the
+        whole object when it is at most _WHOLE_READ bytes: one read serves its reader too)."""
+        n = size if size <= _WHOLE_READ else _FIRST_READ
+        first = bytes(self.store.read_exact(path, 0, n) if size else b"")
         total = header_length(first[:HEADER_FIXED])
         if total is None:
             raise errors.NotEncryptedError(f"{path} is not envstore-encrypted (no envelope)")
@@ -167,7 +173,7 @@ class Objects:
         env = decode_header(bytes(first[:total]))
         if len(first) >= total + PREFIX:
             env.check_prefix(bytes(first[total : total + PREFIX]))
-        return env, total
+        return env, total, first
 
     def envelope(self, path: str) -> Located:
         """The parsed envelope and layout of one object (no key needed, nothing secret);

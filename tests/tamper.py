@@ -254,8 +254,9 @@ class Campaign:
             for n, edit in enumerate(edits):
 
                 def read(p: str, s: int, e: int, edit=edit) -> bytes:
+                    # body reads, and the whole-object read that locates a small object
                     blob = bytes(orig_read(p, s, e))
-                    return edit(blob, s) if s >= offset and blob else blob
+                    return edit(blob, s) if blob and (s >= offset or e - s == len(raw)) else blob
 
                 store.read = read  # type: ignore[method-assign]
                 store.read_many = lambda ps, ss, es: [  # type: ignore[method-assign]

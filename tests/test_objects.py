@@ -3,6 +3,8 @@ key URIs checked when the filesystem is made."""
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,46 @@ def test_local_providers_are_kept_per_ring(tmp_path: Path) -> None:
     uri = f"local://{keygen(tmp_path / 'k')}"
     fs = envstore.EnvstoreFileSystem(target_protocol="memory", key_uri=uri)
     assert fs.ring.provider(uri) is fs.ring.provider(uri)
+
+
+def test_a_small_header_object_costs_one_read(efs) -> None:
+    """A header-placement object of at most 32 KiB is read whole when located: its first read
+    needs no second request (the header and body come from one consistent read); later reads
+    (the envelope cached) fetch only the body chunks; a larger object reads its header first."""
+    fs, root = efs
+    store = fs.store
+    reads: list[tuple[int, int]] = []
+    orig_exact, orig_fetching = store.read_exact, store.fetching
+
+    def read_exact(p: str, s: int, e: int) -> Any:
+        if not inside:
+            reads.append((s, e))
+        return orig_exact(p, s, e)
+
+    @contextmanager
+    def fetching(p: str, s: int, e: int) -> Any:
+        reads.append((s, e))
+        inside.append(1)  # memory: fetching reads through read_exact (one read, not two)
+        try:
+            with orig_fetching(p, s, e) as stored:
+                inside.clear()
+                yield stored
+        finally:
+            inside.clear()
+
+    inside: list[int] = []
+
+    store.read_exact, store.fetching = read_exact, fetching
+    small, large = os.urandom(20_000), os.urandom(40_000)
+    fs.pipe_file(f"{root}/small", small)
+    fs.pipe_file(f"{root}/large", large)
+    stored = fs.info(f"{root}/small")["stored_size"]
+    fresh = [fs.invalidate_cache(), reads.clear()]
+    assert fs.cat_file(f"{root}/small") == small and fresh
+    assert reads == [(0, stored)]
+    reads.clear()
+    assert fs.cat_file(f"{root}/small") == small
+    assert len(reads) == 1 and reads[0][0] > 0 and reads[0][1] == stored  # the body only
+    reads.clear()
+    assert fs.cat_file(f"{root}/large") == large
+    assert len(reads) == 2 and reads[0] == (0, 4096), reads

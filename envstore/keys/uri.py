@@ -26,8 +26,9 @@ _SCHEME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _SPLIT = re.compile(r"[\s:;,?&=@]+")
 _QUOTES = "'\"`"
 #: one part of a human-made name between separators: a camelCase/CamelCase run of words
-#: (``alias``, ``ProductionDataKey``, ``TenantA``, ``Key2``) or an all-one-case word
-_PART = re.compile(r"[a-z]*(?:[A-Z][a-z]+)+[A-Z]?[0-9]*|[a-z]{2,}[0-9]*|[A-Z]{2,}[0-9]*|")
+#: (``alias``, ``ProductionDataKey``, ``TenantA``, ``Key2``) or an all-one-case word (a
+#: lowercase one may end in one capital and digits: ``tenantA``, ``dataA0``)
+_PART = re.compile(r"[a-z]*(?:[A-Z][a-z]+)+[A-Z]?[0-9]*|[a-z]{2,}[A-Z]?[0-9]*|[A-Z]{2,}[0-9]*|")
 _PART_SEPS = re.compile(r"[_/-]+")
 
 
