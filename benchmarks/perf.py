@@ -39,7 +39,7 @@ from _harness import (
     start_oss,
 )
 
-CHUNK, TAG = 16384, 16  # FORMAT.md: plaintext bytes per chunk, GCM tag
+CHUNK, TAG, PREFIX = 16384, 16, 56  # FORMAT.md: plaintext per chunk, GCM tag, salt+commitment
 WIRE = CHUNK + TAG
 STEP = 4 * MiB  # bytes per write()/read() call of the streaming rows
 ROWS = (
@@ -184,10 +184,55 @@ def local_rows(sz: Sizes, key_uri: str, repeat: int, want: set[str]) -> list[Row
         )
     if "local.cat" in want:
         fns = {"env": lambda: fs.cat_file(env_path), "plain": plain_read}
+        floor = decrypt_floor(d, data)
+        if floor is not None:  # the same run, interleaved
+            fns["floor"] = floor
         times = interleave(fns, repeat, sz.local_inner)
         rows.append(slowdown_row("local: 1 MiB cat_file vs plain read", times, "env", "plain", 4))
+        if floor is not None:
+            info = slowdown_row(
+                "  cat_file's floor here: pread + native decryption alone, no key work",
+                times, "floor", "plain", 4,
+            )  # fmt: skip
+            rows.append(Row(info.name, info.envstore, info.baseline, info.value, "-", None))
     assert fs.cat_file(env_path) == data
     return rows
+
+
+def decrypt_floor(d: Path, data: bytes) -> Callable[[], None] | None:
+    """The least a 1 MiB ``cat_file`` must do: read the stored body (one ``pread`` into a
+    reused buffer) and decrypt it with pyca's native decryptor into a fresh bytes object, with
+    no key unwrapping, no envelope and no filesystem layer. None before cryptography 50."""
+    try:
+        from cryptography.cobblestone import Cobblestone256Decryptor, Cobblestone256Encryptor
+    except ImportError:
+        return None
+    import io
+
+    key, ctx = os.urandom(32), b"floor"
+    enc = Cobblestone256Encryptor(key, ctx)
+    body = enc.update(data) + enc.finalize()
+    path = d / "floor.bin"
+    path.write_bytes(body)
+    buf = memoryview(bytearray(len(body)))
+
+    def floor() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.preadv(fd, [buf], 0)
+        finally:
+            os.close(fd)
+        dec = Cobblestone256Decryptor(key, ctx)
+        dec.update(buf[:PREFIX])
+        out = io.BytesIO(bytes(len(data)))
+        view = out.getbuffer()
+        n = dec.update_into(buf[PREFIX:], view)
+        tail = dec.finalize()
+        view[n : n + len(tail)] = tail
+        view.release()
+        assert len(out.getvalue()) == len(data)
+
+    return floor
 
 
 def remote_rows(backend: str, sz: Sizes, key_uri: str, repeat: int, want: set[str]) -> list[Row]:
@@ -270,8 +315,9 @@ def main(argv: list[str] | None = None) -> None:
             rows += remote_rows(backend, sz, key_uri, repeat, want)
     print_rows(rows)
     print(f"end: {load()}, {time.perf_counter() - t0:.0f} s")
-    missed = [r.name for r in rows if r.ok is False]
-    print(f"{len(rows) - len(missed)} of {len(rows)} rows meet their target")
+    targeted = [r for r in rows if r.ok is not None]  # the others are informational
+    met = sum(bool(r.ok) for r in targeted)
+    print(f"{met} of {len(targeted)} rows meet their target")
 
 
 if __name__ == "__main__":

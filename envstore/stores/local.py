@@ -68,6 +68,17 @@ def link_no_replace(src: str, dst: str) -> None:
     os.unlink(src)
 
 
+def _unexported(buf: bytearray) -> bool:
+    """Whether no memoryview of ``buf`` is alive: resizing it is refused while one is (a
+    one-byte shrink and regrowth, within its allocation: no copy)."""
+    try:
+        del buf[-1]
+    except BufferError:
+        return False
+    buf.append(0)
+    return True
+
+
 def _pread(path: str, view: memoryview, start: int) -> int:
     """Read the file at ``path`` from ``start`` into ``view`` until it is full or the file
     ends; the number of bytes read."""
@@ -131,14 +142,18 @@ class LocalStore(Store):
             if buf is not None:
                 self._pool.remove(buf)
         if buf is None:
-            buf = bytearray(max(n, 1 << 20))
+            buf = bytearray(max(n, 1 << 20) + 1)  # + 1: see _unexported
+        lent = memoryview(buf)[:n]
         try:
-            view = memoryview(buf)[:n]
-            got = _pread(self.fs._strip_protocol(path), view, start)
-            yield exact(view[:got], path, start, end)
+            got = _pread(self.fs._strip_protocol(path), lent, start)
+            yield exact(lent if got == n else lent[:got], path, start, end)
         finally:
-            with self._pool_lock:
-                if len(self._pool) < _POOL:
+            try:
+                lent.release()  # what the block was given is unusable after it
+            except BufferError:  # exported by a holder: kept alive, see below
+                pass
+            with self._pool_lock:  # a view kept past the block (a traceback's): not reused
+                if len(self._pool) < _POOL and _unexported(buf):
                     self._pool.append(buf)
 
     def open_sink(

@@ -1,5 +1,5 @@
 """S3 reads: ranged GETs within the read deadline, batches of them, and sequential scans
-that read ahead in the background (see :meth:`S3Reads.read`)."""
+that keep one GET open and read it as they go (see :meth:`S3Reads.read`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from s3fs import S3FileSystem
 
 from envstore.format import WIRE_CHUNK
 from envstore.stores.base import DEFAULT_READ_DEADLINE
+from envstore.stores.s3_stream import Stream, reserve
 
 __all__ = ["S3Reads", "run"]
 
@@ -54,14 +55,25 @@ class _Scan:
     following read may restart inside their last chunk) and, once the reads prove sequential,
     one GET kept open for the bytes after them (``stream``, read as the scan goes on)."""
 
-    __slots__ = ("busy", "end", "failed", "held", "held_start", "start", "stream", "used")
+    __slots__ = (
+        "busy",
+        "dropped",
+        "end",
+        "failed",
+        "held",
+        "held_start",
+        "start",
+        "stream",
+        "used",
+    )
 
     def __init__(self, start: int, end: int, held_start: int, held: bytes) -> None:
         self.start = start
         self.end = end
         self.held_start, self.held = held_start, held
-        self.stream: _Stream | None = None
+        self.stream: Stream | None = None
         self.failed = False  # a stream of this scan broke: plain ranged GETs from now on
+        self.dropped = False  # forgotten (maybe while busy): its thread closes its stream
         self.busy = False  # claimed by a thread
         self.used = time.monotonic()
 
@@ -75,36 +87,9 @@ class _Scan:
             stream.close()
 
     def drop(self) -> None:
+        self.dropped = True
         self.close_stream()
         self.held = b""
-
-
-class _Stream:
-    """An open ranged GET: its body from ``pos`` to ``end`` not read yet."""
-
-    __slots__ = ("body", "end", "loop", "pos")
-
-    def __init__(self, body: Any, pos: int, end: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.body, self.pos, self.end, self.loop = body, pos, end, loop
-
-    async def read(self, n: int) -> bytes:
-        """The next ``n`` bytes (fewer only where the body ends early)."""
-        parts = []
-        got = 0
-        while got < n:
-            piece = await self.body.read(n - got)
-            if not piece:
-                break
-            parts.append(piece)
-            got += len(piece)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def close(self) -> None:
-        """Close the response (its connection is dropped, not reused), on the loop's thread."""
-        try:
-            self.loop.call_soon_threadsafe(self.body.close)
-        except RuntimeError:  # pragma: no cover - the loop is closed: nothing left to close
-            pass
 
 
 class S3Reads:
@@ -119,8 +104,9 @@ class S3Reads:
     readahead_max: int | None = None
     #: objects whose sequential-scan state is kept
     readahead_objects: int = 4
-    #: GETs kept open by sequential scans at once (each holds one HTTP connection of s3fs's
-    #: pool until the scan ends, moves elsewhere or is idle for 10 s)
+    #: GETs kept open by sequential scans over one S3 filesystem at once (each holds one
+    #: connection of s3fs's pool until its scan ends or moves, another scan needs it, or it
+    #: is idle for 10 s)
     readahead_streams: int = 4
     #: seconds one read request (a HEAD, a ranged GET) may take in total, s3fs's and
     #: botocore's retries included, plus one second per MiB it fetches; None: no limit.
@@ -196,6 +182,8 @@ class S3Reads:
         finally:
             scan.used = time.monotonic()
             scan.busy = False
+            if scan.dropped:  # forgotten meanwhile: a stream it opened since is closed too
+                scan.close_stream()
 
     def _continue(self, scan: _Scan, path: str, name: str, start: int, end: int) -> bytes:
         size = self._known_size(name)
@@ -220,56 +208,56 @@ class S3Reads:
         """Stored bytes ``[pos, stop)`` from the scan's open GET (opened here if needed); a
         GET that breaks is closed and the bytes fetched by a plain ranged GET instead."""
         stream = scan.stream
-        if stream is not None and stream.pos != pos:
-            scan.close_stream()
+        if stream is not None and (stream.pos != pos or not stream.claim()):
+            scan.close_stream()  # elsewhere, or closed (idle, or its connection taken)
             stream = None
         if stream is None and not scan.failed:
             stream = scan.stream = self._open_stream(scan, path, pos, stop, size)
         if stream is None:
             return self._fetch(path, pos, stop)
-        want = min(stop, stream.end) - pos
         try:
-            blob = run(self.fs, self._within(stream.read(want), path, want))
-        except Exception as exc:
-            scan.close_stream()
-            if isinstance(exc, TimeoutError) and exc.errno == errno.ETIMEDOUT:
-                raise  # the read deadline passed: no second attempt
-            scan.failed, blob = True, b""  # a broken connection, a cut body: fetch it
-        stream.pos += len(blob)
-        if stream.pos >= stream.end:
+            want = min(stop, stream.end) - pos
+            try:
+                blob = run(self.fs, self._within(stream.read(want), path, want))
+            except Exception as exc:
+                scan.close_stream()
+                if isinstance(exc, TimeoutError) and exc.errno == errno.ETIMEDOUT:
+                    raise  # the read deadline passed: no second attempt
+                scan.failed, blob = True, b""  # a broken connection, a cut body: fetch it
+            stream.pos += len(blob)
+        finally:
+            stream.release()
+        if stream.pos >= stream.end or len(blob) < stop - pos:
             scan.close_stream()
         if len(blob) < stop - pos:
-            scan.close_stream()
             blob += self._fetch(path, pos + len(blob), stop)
         return blob
 
     def _open_stream(
         self, scan: _Scan, path: str, pos: int, stop: int, size: int | None
-    ) -> _Stream | None:
-        """A GET of ``[pos, ...)`` for ``scan``, or None where ``readahead_streams`` scans of
-        this store hold one open already (busy in other threads)."""
-        with self._lock:
-            open_ = [c for scans in self._scans.values() for c in scans if c.stream is not None]
-            idle = [c for c in open_ if not c.busy]
-            if len(open_) >= max(1, self.readahead_streams):
-                if not idle:
-                    return None
-                oldest = min(idle, key=lambda c: c.used)  # its connection goes to this scan
-                idle_stream, oldest.stream = oldest.stream, None
-                assert idle_stream is not None
-                idle_stream.close()
+    ) -> Stream | None:
+        """A GET of ``[pos, ...)`` for ``scan`` (claimed), or None where ``readahead_streams``
+        GETs over this S3 filesystem are open and all being read."""
+        stream = reserve(self.fs, pos, self.readahead_streams)
+        if stream is None:
+            return None
         most = self.readahead_max
         last = min(pos + max(stop - pos, most), size or 1 << 62) if most else size
         bucket, key, version = self.fs.split_path(path)
-        got = self.fs._call_s3(
-            "get_object",
-            Bucket=bucket,
-            Key=key,
-            Range=f"bytes={pos}-{'' if last is None else last - 1}",
-            **({"VersionId": version} if version else {}),
-        )
-        resp = run(self.fs, self._within(got, path))
-        stream = _Stream(resp["Body"], pos, pos + int(resp.get("ContentLength") or 0), self.fs.loop)
+        try:
+            got = self.fs._call_s3(
+                "get_object",
+                Bucket=bucket,
+                Key=key,
+                Range=f"bytes={pos}-{'' if last is None else last - 1}",
+                **({"VersionId": version} if version else {}),
+            )
+            resp = run(self.fs, self._within(got, path))
+        except BaseException:
+            stream.close()
+            raise
+        if not stream.attach(resp["Body"], pos + int(resp.get("ContentLength") or 0)):
+            return None  # closed meanwhile (the scan was dropped)
         if not str(resp.get("ContentRange", "")).startswith(f"bytes {pos}-"):
             stream.close()  # not the range asked for: read it the plain way
             scan.failed = True

@@ -9,6 +9,9 @@ from __future__ import annotations
 import ast
 import base64
 import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +254,85 @@ def test_read_ahead_random_walk(s3, most: int | None) -> None:
             pos = f.tell()
             n = rng.choice([1, 100, CHUNK - 1, CHUNK, 40_000, 123_457])
             assert f.read(n) == data[pos : pos + n]
+
+
+def _scan_all(fs: Any, path: str, step: int) -> bytes:
+    with fs.open(path, "rb") as f:
+        return b"".join(iter(lambda: f.read(step), b""))
+
+
+def test_concurrent_scans_keep_the_connection_pool_usable(s3, monkeypatch) -> None:
+    """More threads scanning more objects than scans are kept (some scans are dropped while
+    busy, and a thread keeps forgetting all of them): every scan reads its exact object, no
+    request waits for a connection (read_deadline 20 s), and once idle every GET kept open
+    is closed (the connection pool is never drained by forgotten streams)."""
+    from envstore.stores import s3_stream
+
+    monkeypatch.setattr(s3_stream, "IDLE", 0.3)
+    writer = s3.efs()
+    objects = {s3.path(f"c{i}"): payload(MiB + 1000 * i, i) for i in range(6)}
+    for path, data in objects.items():
+        writer.pipe_file(path, data)
+    fs = s3.efs(read_deadline=20)
+    stop = threading.Event()
+
+    def forget() -> None:
+        while not stop.is_set():
+            fs.store.forget(None)
+            time.sleep(0.01)
+
+    def scans(i: int) -> None:
+        for n in range(3):
+            path = list(objects)[(i + n) % len(objects)]
+            assert _scan_all(fs, path, 100_000 + 7 * i) == objects[path]
+
+    dropper = threading.Thread(target=forget)
+    dropper.start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(scans, range(8)))
+    finally:
+        stop.set()
+        dropper.join()
+    assert s3_stream.open_streams(fs.fs) <= fs.store.readahead_streams
+    deadline = time.monotonic() + 5
+    while s3_stream.open_streams(fs.fs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert s3_stream.open_streams(fs.fs) == 0
+
+
+def test_scan_streams_never_exceed_the_limit(s3) -> None:
+    """Scans starting together over one filesystem: at most ``readahead_streams`` GETs are
+    open at any moment (a slot is reserved before the request goes out); the others read by
+    plain ranged GETs, and all read their exact objects."""
+    from envstore.stores import s3_stream
+
+    writer = s3.efs()
+    objects = {s3.path(f"l{i}"): payload(2 * MiB + i, i) for i in range(4)}
+    for path, data in objects.items():
+        writer.pipe_file(path, data)
+    fs = s3.efs()
+    fs.store.readahead_streams = 1
+    seen: list[int] = []
+    start = threading.Barrier(5)
+    done = threading.Event()
+
+    def sample() -> None:
+        start.wait()
+        while not done.is_set():
+            seen.append(s3_stream.open_streams(fs.fs))
+
+    def scan(path: str) -> bytes:
+        start.wait()
+        return _scan_all(fs, path, 64 * 1024)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(scan, objects))
+    finally:
+        done.set()
+        sampler.join()
+    assert got == list(objects.values())
+    assert seen and max(seen) <= 1, max(seen)
