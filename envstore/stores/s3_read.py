@@ -104,9 +104,9 @@ class S3Reads:
     readahead_max: int | None = None
     #: objects whose sequential-scan state is kept
     readahead_objects: int = 4
-    #: GETs kept open by sequential scans over one S3 filesystem at once (each holds one
-    #: connection of s3fs's pool until its scan ends or moves, another scan needs it, or it
-    #: is idle for 10 s)
+    #: GETs kept open by sequential scans over one S3 filesystem at once, at most half its
+    #: connection pool (each holds one connection until its scan ends or moves, another scan
+    #: needs it, or it has been idle for about 10 s); 0: none
     readahead_streams: int = 4
     #: seconds one read request (a HEAD, a ranged GET) may take in total, s3fs's and
     #: botocore's retries included, plus one second per MiB it fetches; None: no limit.
@@ -236,15 +236,15 @@ class S3Reads:
     def _open_stream(
         self, scan: _Scan, path: str, pos: int, stop: int, size: int | None
     ) -> Stream | None:
-        """A GET of ``[pos, ...)`` for ``scan`` (claimed), or None where ``readahead_streams``
-        GETs over this S3 filesystem are open and all being read."""
-        stream = reserve(self.fs, pos, self.readahead_streams)
+        """A GET of ``[pos, ...)`` for ``scan`` (claimed), or None where the streams this S3
+        filesystem may keep open (:meth:`_stream_limit`) are open and all being read."""
+        stream = reserve(self.fs, pos, self._stream_limit())
         if stream is None:
             return None
-        most = self.readahead_max
-        last = min(pos + max(stop - pos, most), size or 1 << 62) if most else size
-        bucket, key, version = self.fs.split_path(path)
-        try:
+        try:  # from here on, an error or an interrupt closes what was opened
+            most = self.readahead_max
+            last = min(pos + max(stop - pos, most), size or 1 << 62) if most else size
+            bucket, key, version = self.fs.split_path(path)
             got = self.fs._call_s3(
                 "get_object",
                 Bucket=bucket,
@@ -252,17 +252,32 @@ class S3Reads:
                 Range=f"bytes={pos}-{'' if last is None else last - 1}",
                 **({"VersionId": version} if version else {}),
             )
-            resp = run(self.fs, self._within(got, path))
+
+            async def opened() -> Any:
+                resp = await self._within(got, path)
+                # attached on the loop: an interrupt after the answer still closes its body
+                stream.attach(resp["Body"], pos + int(resp.get("ContentLength") or 0))
+                return resp
+
+            resp = run(self.fs, opened())
+            if stream.closed:  # pragma: no cover - a reserved stream is closed only here
+                return None
+            if not str(resp.get("ContentRange", "")).startswith(f"bytes {pos}-"):
+                stream.close()  # not the range asked for: read it the plain way
+                scan.failed = True
+                return None
         except BaseException:
             stream.close()
             raise
-        if not stream.attach(resp["Body"], pos + int(resp.get("ContentLength") or 0)):
-            return None  # closed meanwhile (the scan was dropped)
-        if not str(resp.get("ContentRange", "")).startswith(f"bytes {pos}-"):
-            stream.close()  # not the range asked for: read it the plain way
-            scan.failed = True
-            return None
         return stream
+
+    def _stream_limit(self) -> int:
+        """``readahead_streams``, at most half of the s3fs filesystem's connection pool
+        (botocore's ``max_pool_connections``, 10 unless configured): idle scan GETs must
+        never leave plain requests without a connection."""
+        config = getattr(getattr(getattr(self.fs, "s3", None), "meta", None), "config", None)
+        pool = getattr(config, "max_pool_connections", None) or 10
+        return min(self.readahead_streams, pool // 2)
 
     async def _within(self, coro: Coroutine[Any, Any, T], path: str, nbytes: int = 0) -> T:
         """``await coro``, cancelled with a TimeoutError once the read deadline has passed."""

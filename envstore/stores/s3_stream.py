@@ -16,7 +16,8 @@ from typing import Any
 
 __all__ = ["IDLE", "Stream", "open_streams", "reserve"]
 
-#: seconds an open GET may sit unread before it is closed (its connection given back)
+#: seconds an open GET may sit unread before it is closed (its connection given back; the
+#: check runs every IDLE/8 seconds, so it closes within IDLE * 9/8)
 IDLE = 10.0
 #: guards every stream's state and the per-filesystem lists
 _LOCK = threading.Lock()
@@ -113,10 +114,12 @@ def reserve(fs: Any, pos: int, most: int) -> Stream | None:
     """A new stream slot of ``fs`` (claimed) for a GET from ``pos``, or None when ``most``
     streams of ``fs`` are open and all are being read. At the limit, the stream idle longest
     is closed to make room."""
+    if most < 1:
+        return None
     victim = None
     with _LOCK:
         streams = [s for s in fs.__dict__.get(_ATTR, ()) if not s.closed]
-        if len(streams) >= max(1, most):
+        if len(streams) >= most:
             idle = [s for s in streams if not s.claimed]
             if not idle:
                 return None

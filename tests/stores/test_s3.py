@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import base64
 import random
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -336,3 +337,47 @@ def test_scan_streams_never_exceed_the_limit(s3) -> None:
         sampler.join()
     assert got == list(objects.values())
     assert seen and max(seen) <= 1, max(seen)
+
+
+def test_idle_scan_streams_leave_plain_requests_a_connection(s3) -> None:
+    """A small connection pool (2): partial scans leave their GETs open, yet a plain read of
+    another object gets a connection at once (scans may hold at most half the pool)."""
+    from envstore.stores import s3_stream
+
+    writer = s3.efs()
+    paths = [s3.path(f"p{i}") for i in range(4)]
+    for i, path in enumerate(paths):
+        writer.pipe_file(path, payload(MiB, i))
+    fs = s3.efs(read_deadline=5, s3={"config_kwargs": {"max_pool_connections": 2}})
+    for path in paths[:3]:
+        with fs.open(path, "rb") as f:  # two reads: the second opens a scan GET
+            f.read(100_000)
+            f.read(100_000)
+    assert s3_stream.open_streams(fs.fs) == 1
+    start = time.monotonic()
+    assert fs.cat_file(paths[3]) == payload(MiB, 3)
+    assert time.monotonic() - start < 3
+
+
+def test_an_interrupt_while_opening_a_scan_stream_leaks_no_slot(s3, monkeypatch) -> None:
+    from envstore.stores import s3_stream
+
+    fs = s3.efs()
+    data = payload(MiB, 9)
+    fs.pipe_file(s3.path("k"), data)
+    real = fs.fs.split_path
+
+    def split_path(path: str) -> Any:  # an interrupt after the slot is reserved
+        if sys._getframe(1).f_code.co_name == "_open_stream":
+            raise KeyboardInterrupt
+        return real(path)
+
+    with fs.open(s3.path("k"), "rb") as f:
+        f.read(100_000)
+        monkeypatch.setattr(fs.fs, "split_path", split_path)
+        with pytest.raises(KeyboardInterrupt):
+            f.read(100_000)  # the scan's GET is being opened
+        monkeypatch.setattr(fs.fs, "split_path", real)
+        assert s3_stream.open_streams(fs.fs) == 0
+        f.seek(0)
+        assert f.read() == data
