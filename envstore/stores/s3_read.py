@@ -142,8 +142,8 @@ class S3Reads:
         Random access fetches exactly its range.  A read that continues where an earlier read
         of the same object ended is a sequential scan (``get``, ``read_csv``, streaming reads):
         it opens one GET for the rest of the object and reads its body as the scan goes on,
-        so a scan costs one request and holds only the bytes of the read in hand (the
-        server's sending is paced by the socket, not buffered here).
+        so the whole scan costs one more request and holds only the bytes of the read in hand
+        (the server's sending is paced by the socket, not buffered here).
         """
         if start >= end:
             return b""
