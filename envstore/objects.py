@@ -154,7 +154,7 @@ class Objects:
             placement = "header"
         plain = plain_size(head.size - offset)
         env.check_size(plain)
-        whole = first if placement == "header" and 0 < len(first) == head.size else None
+        whole = first if 0 < len(first) == head.size else None  # metadata placement: b""
         return Located(path, env, placement, offset, head.size, plain, head.token, whole)
 
     def _parse_header(self, path: str, size: int) -> tuple[Envelope, int, bytes]:

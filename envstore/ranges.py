@@ -119,11 +119,13 @@ def _fetch(
         reader = readers[p]
         assert isinstance(reader, ObjectReader)
         try:
-            fetched = reader.fetching(ws, we) if blob is None else nullcontext(blob)
+            fetched = (
+                reader.fetching(ws, we) if blob is None else nullcontext(exact(blob, p, ws, we))
+            )
             # the run lives in the reader's buffer (and the stored bytes maybe in the
             # store's): copy out inside
             with fetched as stored, reader.locked():
-                plain = reader.open_run(first, exact(stored, p, ws, we), ws)
+                plain = reader.open_run(first, stored, ws)
                 lo = first * CHUNK
                 for i in idx:
                     s, e = out[i]

@@ -67,10 +67,11 @@ class _Scan:
         "used",
     )
 
-    def __init__(self, start: int, end: int, held_start: int, held: bytes) -> None:
+    def __init__(self, start: int, end: int, blob: bytes) -> None:
+        """A scan whose first read was ``[start, end)``, answered by ``blob``."""
         self.start = start
         self.end = end
-        self.held_start, self.held = held_start, held
+        self.hold(start, blob)
         self.stream: Stream | None = None
         self.failed = False  # a stream of this scan broke: plain ranged GETs from now on
         self.dropped = False  # forgotten (maybe while busy): its thread closes its stream
@@ -166,8 +167,7 @@ class S3Reads:
             c.drop()
         if scan is None:  # random access: exactly the range
             blob = self._fetch(path, start, end)
-            fresh = _Scan(start, end, start, b"")
-            fresh.hold(start, blob)
+            fresh = _Scan(start, end, blob)
             with self._lock:
                 scans = self._scans.setdefault(name, [])
                 scans.append(fresh)
