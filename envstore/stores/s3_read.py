@@ -280,9 +280,18 @@ class S3Reads:
         return min(self.readahead_streams, pool // 2)
 
     async def _within(self, coro: Coroutine[Any, Any, T], path: str, nbytes: int = 0) -> T:
-        """``await coro``, cancelled with a TimeoutError once the read deadline has passed."""
+        """``await coro``, cancelled with a TimeoutError once the read deadline has passed.
+
+        The clock starts once s3fs's client exists: building it (botocore loading its service
+        model, once per filesystem) is local work, not the store's answer, and on a loaded
+        machine it alone can outlast a tight deadline."""
         if self.read_deadline is None:
             return await coro
+        try:
+            await self.fs.set_session()
+        except BaseException:
+            coro.close()
+            raise
         limit = self.read_deadline + nbytes / MiB
         start = time.monotonic()
         try:

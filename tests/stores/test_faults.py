@@ -383,6 +383,28 @@ def test_read_deadline_bounds_head(s3: S3Env, proxy: FaultProxy, stored: tuple[s
     assert time.monotonic() - start < 5
 
 
+def test_read_deadline_starts_once_the_client_exists(
+    s3: S3Env, stored: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building s3fs's client is local work (about 0.1 s idle, over 1 s on a loaded CI
+    machine): it does not count against the read deadline, the store's answers do."""
+    import s3fs
+
+    real = s3fs.S3FileSystem.set_session
+    built: list[float] = []
+
+    async def slow_first_build(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._s3 is None:
+            time.sleep(0.6)  # on the loop thread, as botocore's model loading is
+            built.append(0.6)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "set_session", slow_first_build)
+    fs = s3.efs(read_deadline=0.5, s3={"skip_instance_cache": True})
+    assert fs.cat_file(stored[0]) == stored[1]
+    assert built == [0.6]
+
+
 def test_read_deadline_option(s3: S3Env, stored: tuple[str, bytes]) -> None:
     fs = s3.efs(read_deadline=7.5)
     assert fs.store.read_deadline == 7.5
