@@ -15,9 +15,12 @@ import asyncio
 import errno
 import time
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["DEFAULT_WRITE_DEADLINE", "bounded", "write_limit"]
+if TYPE_CHECKING:  # s3fs is an optional dependency; this module is imported without it
+    from s3fs import S3FileSystem
+
+__all__ = ["DEFAULT_WRITE_DEADLINE", "bounded", "client_ready", "write_limit"]
 
 MiB = 1 << 20
 #: seconds one S3 write request may take, retries included, plus one second per MiB it sends
@@ -27,20 +30,35 @@ DEFAULT_WRITE_DEADLINE = 120.0
 T = TypeVar("T")
 
 
+async def client_ready(fs: S3FileSystem, coro: Coroutine[Any, Any, Any]) -> None:
+    """Build s3fs's client if it is not built yet, before a deadline's clock starts: that is
+    local work (botocore loading its service model, once per filesystem, about 0.1 s idle and
+    over 1 s on a loaded machine), not the store's answer. ``coro`` is closed if it fails."""
+    try:
+        await fs.set_session()
+    except BaseException:
+        coro.close()
+        raise
+
+
 def write_limit(deadline: float | None, nbytes: int = 0) -> float | None:
     """The limit for one request sending ``nbytes``: ``deadline`` + 1 s per MiB (None: none)."""
     return None if deadline is None else float(deadline) + nbytes / MiB
 
 
-async def bounded(coro: Coroutine[Any, Any, T], limit: float | None, what: str, after: str) -> T:
+async def bounded(
+    fs: S3FileSystem, coro: Coroutine[Any, Any, T], limit: float | None, what: str, after: str
+) -> T:
     """``await coro``; past ``limit`` seconds cancel it and raise ``TimeoutError``.
 
     ``what`` names the request ("PutObject of bucket/key"), ``after`` says what state the
     object is in once the request is given up. A ``TimeoutError`` from below (botocore's own
     read timeout, after its retries) passes unchanged when it comes before the deadline.
+    The clock starts once ``fs``'s client exists (see :func:`client_ready`).
     """
     if limit is None:
         return await coro
+    await client_ready(fs, coro)
     start = time.monotonic()
     try:
         return await asyncio.wait_for(coro, limit)

@@ -15,6 +15,7 @@ from s3fs import S3FileSystem
 
 from envstore.format import WIRE_CHUNK
 from envstore.stores.base import DEFAULT_READ_DEADLINE
+from envstore.stores.s3_deadline import client_ready
 from envstore.stores.s3_stream import Stream, reserve
 
 __all__ = ["S3Reads", "run"]
@@ -155,10 +156,13 @@ class S3Reads:
         with self._lock:
             scans = self._scans.pop(name, [])
             self._scans[name] = scans  # most recently used last
-            scan = next((c for c in scans if not c.busy and c.start < start <= c.end), None)
+            scan = next(
+                (c for c in scans if not (c.busy or c.dropped) and c.start < start <= c.end),
+                None,
+            )
             if scan is not None:
                 scan.busy = True
-            stale = [c for c in scans if not c.busy and now - c.used > _SCAN_IDLE]
+            stale = [c for c in scans if not c.busy and (c.dropped or now - c.used > _SCAN_IDLE)]
             for c in stale:
                 scans.remove(c)
             while len(self._scans) > max(1, self.readahead_objects):
@@ -282,16 +286,11 @@ class S3Reads:
     async def _within(self, coro: Coroutine[Any, Any, T], path: str, nbytes: int = 0) -> T:
         """``await coro``, cancelled with a TimeoutError once the read deadline has passed.
 
-        The clock starts once s3fs's client exists: building it (botocore loading its service
-        model, once per filesystem) is local work, not the store's answer, and on a loaded
-        machine it alone can outlast a tight deadline."""
+        The clock starts once s3fs's client exists (see
+        :func:`~envstore.stores.s3_deadline.client_ready`)."""
         if self.read_deadline is None:
             return await coro
-        try:
-            await self.fs.set_session()
-        except BaseException:
-            coro.close()
-            raise
+        await client_ready(self.fs, coro)
         limit = self.read_deadline + nbytes / MiB
         start = time.monotonic()
         try:

@@ -62,7 +62,7 @@ class S3Sink(PartSink):
         api = "".join(word.title() for word in op.split("_"))  # put_object -> PutObject
         what = f"{api} of {self.bucket}/{self.key}"
         call = self.fs._call_s3(op, Bucket=self.bucket, Key=self.key, **kw)
-        return run(self.fs, bounded(call, limit, what, after))
+        return run(self.fs, bounded(self.fs, call, limit, what, after))
 
     def _meta(self) -> dict[str, Any]:
         return {"Metadata": self.metadata} if self.metadata else {}
@@ -91,7 +91,9 @@ class S3Sink(PartSink):
         )
         limit = write_limit(self.store.write_deadline, len(body))
         what = f"UploadPart {number} of {self.bucket}/{self.key}"
-        out = await bounded(call, limit, what, "the multipart upload is aborted; no object")
+        out = await bounded(
+            self.fs, call, limit, what, "the multipart upload is aborted; no object"
+        )
         self.parts[number - 1] = {"PartNumber": number, "ETag": out["ETag"]}
 
     def _put(self, body: bytearray) -> None:
@@ -112,7 +114,10 @@ class S3Sink(PartSink):
             "abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=upload_id
         )
         limit = write_limit(self.store.write_deadline)
-        run(self.fs, bounded(call, limit, f"AbortMultipartUpload of {self.name}", "upload left"))
+        run(
+            self.fs,
+            bounded(self.fs, call, limit, f"AbortMultipartUpload of {self.name}", "upload left"),
+        )
 
     def _commit_error(self, exc: BaseException, what: str) -> BaseException | None:
         """As :func:`~envstore.stores.s3_ops.commit_error` reads it (FileExistsError, a

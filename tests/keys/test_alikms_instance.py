@@ -158,7 +158,7 @@ def test_throttling_retried(alikms_instance: KmsEnv) -> None:
     server.inject("Rejected.Throttling", 2)
     start = time.monotonic()
     key, wrapped = p.generate_data_key(CTX)
-    assert time.monotonic() - start < 1.5  # envstore's backoff, not the SDK's 1 s sleeps
+    assert time.monotonic() - start < 1.9  # envstore's backoff, not the SDK's 2 x 1 s sleeps
     assert alikms_instance.calls("GenerateDataKey") == 3
     server.inject("ServiceUnavailable", 1, actions=["Decrypt"])
     assert p.unwrap(wrapped, CTX) == key
@@ -166,12 +166,12 @@ def test_throttling_retried(alikms_instance: KmsEnv) -> None:
 
 
 def test_throttling_gives_up_at_the_deadline(alikms_instance: KmsEnv) -> None:
-    p = alikms_instance.provider(retry_deadline=0.5)
+    p = alikms_instance.provider(retry_deadline=1.0)
     alikms_instance.server.inject("Rejected.Throttling", 1000)
     start = time.monotonic()
     with pytest.raises(KeyAccessError, match=r"Rejected\.Throttling.*gave up after"):
         p.generate_data_key(CTX)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 3.5
 
 
 def test_kms_down(tmp_path: Path) -> None:

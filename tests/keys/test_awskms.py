@@ -90,13 +90,13 @@ def test_throttling_retried(awskms: AwsKmsEnv) -> None:
 
 
 def test_throttling_gives_up_at_the_deadline(awskms: AwsKmsEnv) -> None:
-    p = awskms.provider(retry_deadline=0.5)
+    p = awskms.provider(retry_deadline=1.0)
     wire = awskms.tap(p)
     wire.inject("ThrottlingException", 1000)
     start = time.monotonic()
     with pytest.raises(KeyAccessError, match=r"ThrottlingException.*gave up after"):
         p.generate_data_key(CTX)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 3.5
     assert wire.calls["GenerateDataKey"] >= 3
 
 

@@ -346,15 +346,24 @@ def test_read_deadline_bounds_a_trickling_scan_stream(
     TimeoutError (no second attempt), and the next read starts over with plain GETs."""
     path, data = scanned
     proxy.plan("get-range", "trickle:0.2", times=1, after=1)
-    fs = through(s3, proxy, read_deadline=1)
+    fs = through(s3, proxy, read_deadline=30)  # the HEAD and the first GET: not timed here
     with fs.open(path, "rb") as f:
         assert f.read(256 * 1024) == data[: 256 * 1024]
+        fs.store.read_deadline = 2  # the trickle would take 0.2 s per 4 KiB: 12.8 s
         start = time.monotonic()
         with pytest.raises(TimeoutError, match="read_deadline"):
             f.read(256 * 1024)
-        assert time.monotonic() - start < 3.5
+        assert time.monotonic() - start < 6
+        fs.store.read_deadline = 30
+        scans = fs.store._scans[fs.store._name(path)]
+        assert scans and all(scan.dropped for scan in scans)
+        seen = proxy.seen["get-range"]
         f.seek(256 * 1024)
-        assert f.read() == data[256 * 1024 :]
+        assert f.read(256 * 1024) == data[256 * 1024 : 512 * 1024]
+        # the dropped scan is not continued: the read is a plain GET starting a new scan
+        assert proxy.seen["get-range"] == seen + 1
+        assert [scan.dropped for scan in fs.store._scans[fs.store._name(path)]] == [False]
+        assert f.read() == data[512 * 1024 :]
 
 
 # -- the read deadline ----------------------------------------------------------------------
@@ -383,11 +392,11 @@ def test_read_deadline_bounds_head(s3: S3Env, proxy: FaultProxy, stored: tuple[s
     assert time.monotonic() - start < 5
 
 
-def test_read_deadline_starts_once_the_client_exists(
+def test_deadlines_start_once_the_client_exists(
     s3: S3Env, stored: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Building s3fs's client is local work (about 0.1 s idle, over 1 s on a loaded CI
-    machine): it does not count against the read deadline, the store's answers do."""
+    machine): it does not count against the read or write deadline, the store's answers do."""
     import s3fs
 
     real = s3fs.S3FileSystem.set_session
@@ -395,14 +404,17 @@ def test_read_deadline_starts_once_the_client_exists(
 
     async def slow_first_build(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self._s3 is None:
-            time.sleep(0.6)  # on the loop thread, as botocore's model loading is
-            built.append(0.6)
+            time.sleep(2.5)  # on the loop thread, as botocore's model loading is
+            built.append(2.5)
         return await real(self, *args, **kwargs)
 
     monkeypatch.setattr(s3fs.S3FileSystem, "set_session", slow_first_build)
-    fs = s3.efs(read_deadline=0.5, s3={"skip_instance_cache": True})
+    fs = s3.efs(read_deadline=2, s3={"skip_instance_cache": True})
     assert fs.cat_file(stored[0]) == stored[1]
-    assert built == [0.6]
+    writer = s3.efs(write_deadline=2, s3={"skip_instance_cache": True})
+    writer.pipe_file(s3.path("built"), b"x" * 1000)  # the same for the write deadline
+    assert built == [2.5, 2.5]
+    assert fs.cat_file(s3.path("built")) == b"x" * 1000
 
 
 def test_read_deadline_option(s3: S3Env, stored: tuple[str, bytes]) -> None:
@@ -421,8 +433,10 @@ def test_read_deadline_option(s3: S3Env, stored: tuple[str, bytes]) -> None:
 def test_slow_but_progressing_reads_are_not_cut(
     s3: S3Env, proxy: FaultProxy, stored: tuple[str, bytes]
 ) -> None:
+    """Every GET answers after 0.5 s: each request is well within the deadline (3 s), so no
+    read is cut, however many requests it makes."""
     proxy.plan("get-range", "delay:0.5", times=None)
-    fs = through(s3, proxy, read_deadline=2)
+    fs = through(s3, proxy, read_deadline=3, s3={"config_kwargs": {**CONFIG, "read_timeout": 4}})
     assert fs.cat_file(stored[0]) == stored[1]
     buf = io.BytesIO()
     fs.get_file(stored[0], buf)
@@ -433,12 +447,12 @@ def test_read_deadline_bounds_a_trickling_s3_body(
     s3: S3Env, proxy: FaultProxy, stored: tuple[str, bytes]
 ) -> None:
     """Every socket read gets bytes before read_timeout, so only the deadline ends it."""
-    proxy.plan("get-range", "trickle:0.2", times=None)
+    proxy.plan("get-range", "trickle:0.5", times=None)
     fs = through(s3, proxy, read_deadline=1)
     start = time.monotonic()
     with pytest.raises(TimeoutError, match="read_deadline"):
-        fs.cat_file(stored[0])  # 84 KB at 4 KiB per 0.2 s: 4 s without the deadline
-    assert time.monotonic() - start < 3.5
+        fs.cat_file(stored[0])  # 84 KB at 4 KiB per 0.5 s: 10.5 s without the deadline
+    assert time.monotonic() - start < 6
 
 
 def test_read_deadline_bounds_a_trickling_oss_body(oss: Any) -> None:
@@ -447,14 +461,13 @@ def test_read_deadline_bounds_a_trickling_oss_body(oss: Any) -> None:
     oss.efs().pipe_file(oss.path("obj"), data)
     proxy = FaultProxy(oss.endpoint).start()
     try:
-        fs = oss.efs(oss={"endpoint": proxy.url}, read_deadline=1)
-        assert fs.cat_file(oss.path("obj")) == data
-        proxy.plan("get-range", "trickle:0.2", times=None)
+        assert oss.efs(oss={"endpoint": proxy.url}).cat_file(oss.path("obj")) == data
+        proxy.plan("get-range", "trickle:0.5", times=None)
         fs = oss.efs(oss={"endpoint": proxy.url}, read_deadline=1)
         start = time.monotonic()
         with pytest.raises(TimeoutError, match="read_deadline"):
-            fs.cat_file(oss.path("obj"))
-        assert time.monotonic() - start < 3.5
+            fs.cat_file(oss.path("obj"))  # 10.5 s without the deadline
+        assert time.monotonic() - start < 6
         proxy.clear()
         proxy.plan("get-range", "reset", times=None)
         with pytest.raises(ConnectionError) as info:

@@ -33,7 +33,7 @@ from tests.servers.seaweedfs import Cluster, WeedError, weed_binary
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("s3fs")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # phases wait on a real cluster
 
 MiB = 1 << 20
 BUCKET = "envstore-cluster"
