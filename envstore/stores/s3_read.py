@@ -15,7 +15,7 @@ from s3fs import S3FileSystem
 
 from envstore.format import WIRE_CHUNK
 from envstore.stores.base import DEFAULT_READ_DEADLINE
-from envstore.stores.s3_deadline import client_ready
+from envstore.stores.s3_deadline import within
 from envstore.stores.s3_stream import Stream, reserve
 
 __all__ = ["S3Reads", "run"]
@@ -284,24 +284,17 @@ class S3Reads:
         return min(self.readahead_streams, pool // 2)
 
     async def _within(self, coro: Coroutine[Any, Any, T], path: str, nbytes: int = 0) -> T:
-        """``await coro``, cancelled with a TimeoutError once the read deadline has passed.
-
-        The clock starts once s3fs's client exists (see
-        :func:`~envstore.stores.s3_deadline.client_ready`)."""
-        if self.read_deadline is None:
-            return await coro
-        await client_ready(self.fs, coro)
-        limit = self.read_deadline + nbytes / MiB
-        start = time.monotonic()
-        try:
-            return await asyncio.wait_for(coro, limit)
-        except asyncio.TimeoutError:  # the deadline's own, or one from below (translated later)
-            if time.monotonic() - start < limit:
-                raise
-        raise TimeoutError(
-            errno.ETIMEDOUT,
-            f"reading {path} did not finish within {limit:.0f}s, retries included "
-            f"(read_deadline={self.read_deadline:g}s plus 1s per MiB)",
+        """``await coro`` within the read deadline, plus 1 s per MiB of ``nbytes`` (see
+        :func:`~envstore.stores.s3_deadline.within`)."""
+        deadline = self.read_deadline
+        return await within(
+            self.fs,
+            coro,
+            None if deadline is None else deadline + nbytes / MiB,
+            lambda limit: (
+                f"reading {path} did not finish within {limit:.0f}s, retries included "
+                f"(read_deadline={deadline:g}s plus 1s per MiB)"
+            ),
             path,
         )
 
