@@ -13,7 +13,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -263,12 +263,30 @@ def slowdown_row(
     )
 
 
-def print_rows(rows: list[Row], out: Any = None) -> None:
-    table = [("row", "envstore", "baseline", "ratio (spread)", "target", "")]
-    table += [r.cells() for r in rows]
+#: the two ways a caller reads a range: one call, or a file object (fsspec's buffered file)
+RANGE_READS = ("cat_file", "open+seek+read")
+
+
+def read_range(fs: Any, path: str, start: int, size: int, how: str) -> bytes:
+    """``size`` bytes of ``path`` from ``start``, read the way ``how`` (of RANGE_READS) says."""
+    if how == "cat_file":
+        return bytes(fs.cat_file(path, start, start + size))
+    with fs.open(path, "rb") as f:
+        f.seek(start)
+        return bytes(f.read(size))
+
+
+def print_table(table: Sequence[Sequence[str]], out: Any = None) -> None:
+    """Print rows of cells as aligned columns, the first row as the header."""
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for i, row in enumerate(table):
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)), file=out)
         if i == 0:
             print("-+-".join("-" * w for w in widths), file=out)
+
+
+def print_rows(rows: list[Row], out: Any = None) -> None:
+    table = [("row", "envstore", "baseline", "ratio (spread)", "target", "")]
+    table += [r.cells() for r in rows]
+    print_table(table, out)
     sys.stdout.flush()

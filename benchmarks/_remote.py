@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import BUCKET, MiB, Row, Server, interleave, speed_row
+from _harness import BUCKET, RANGE_READS, MiB, Row, Server, interleave, read_range, speed_row
 from _rss_child import STEP, drain, opener
 
 CHUNK, WIRE_CHUNK, PREFIX = 16384, 16400, 56  # FORMAT.md: plaintext/ciphertext chunk, header prefix
@@ -186,15 +186,10 @@ def middle_range(backend: str, server: Server, key_uri: str, mib: int) -> list[R
     efs.pipe_file(f"{BUCKET}/range", data)
     start = size // 2 + 12_345
     rows = []
-    for how in ("cat_file", "open+seek+read"):
+    for how in RANGE_READS:
         fresh = envstore_fs(backend, server, key_uri)
         server.clear()
-        if how == "cat_file":
-            got = fresh.cat_file(f"{BUCKET}/range", start, start + MiB)
-        else:
-            with fresh.open(f"{BUCKET}/range", "rb") as f:
-                f.seek(start)
-                got = f.read(MiB)
+        got = read_range(fresh, f"{BUCKET}/range", start, MiB, how)
         assert got == data[start : start + MiB]
         log = server.log()
         sent = sum(e[2] for e in log)

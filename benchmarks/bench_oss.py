@@ -28,7 +28,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import BUCKET, ROOT, MiB, Server, best, start_oss
+from _harness import (
+    BUCKET,
+    RANGE_READS,
+    ROOT,
+    MiB,
+    Server,
+    best,
+    print_table,
+    read_range,
+    start_oss,
+)
 
 
 def clients(server: Server, key_uri: str) -> tuple[Any, Any]:
@@ -129,15 +139,10 @@ def middle_range(server: Server, key_uri: str, mib: int) -> list[tuple[str, ...]
     ).read()
     assert len(got) == MiB
     ref = server.log()
-    for how in ("cat_file", "open+seek+read"):
+    for how in RANGE_READS:
         _, fresh = clients(server, key_uri)
         server.clear()
-        if how == "cat_file":
-            got = fresh.cat_file(f"{BUCKET}/env", start, start + MiB)
-        else:
-            with fresh.open(f"{BUCKET}/env", "rb") as f:
-                f.seek(start)
-                got = f.read(MiB)
+        got = read_range(fresh, f"{BUCKET}/env", start, MiB, how)
         assert len(got) == MiB
         log = server.log()
         sent = sum(e[2] for e in log if e[0] == "GetObject")
@@ -180,11 +185,7 @@ def main() -> None:
         rows += middle_range(server, key_uri, args.mib)
     finally:
         server.stop()
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_table(rows)
 
 
 if __name__ == "__main__":

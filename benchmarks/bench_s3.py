@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import BUCKET, MiB, best, setup_env, start_moto
+from _harness import BUCKET, RANGE_READS, MiB, best, print_table, read_range, setup_env, start_moto
 
 CREDS = {"key": "bench", "secret": "bench"}
 
@@ -132,15 +132,10 @@ def middle_range(endpoint: str, key_uri: str, mib: int) -> list[tuple[str, ...]]
         efs.pipe_file(f"{BUCKET}/env", os.urandom(mib * MiB))
     start = mib * MiB // 2 + 12_345
     rows = []
-    for how in ("cat_file", "open+seek+read"):
+    for how in RANGE_READS:
         _, fresh = filesystems(endpoint, key_uri)
         c = Counter(fresh.fs)
-        if how == "cat_file":
-            got = fresh.cat_file(f"{BUCKET}/env", start, start + MiB)
-        else:
-            with fresh.open(f"{BUCKET}/env", "rb") as f:
-                f.seek(start)
-                got = f.read(MiB)
+        got = read_range(fresh, f"{BUCKET}/env", start, MiB, how)
         assert len(got) == MiB
         limit = MiB + 2 * WIRE_CHUNK + PREFIX
         rows.append(
@@ -277,11 +272,7 @@ def main() -> None:
         rows += middle_range(endpoint, key_uri, args.mib)
         rows += parquet_projection(endpoint, key_uri)
         rows += peak_rss(endpoint, key_uri, args.rss_mib)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_table(rows)
 
 
 if __name__ == "__main__":

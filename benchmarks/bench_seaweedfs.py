@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MiB = 1 << 20
-BUCKET = "envstore-bench"
+from _harness import BUCKET, MiB, print_table
+
 CREDS = {"key": "bench", "secret": "bench"}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,11 +237,7 @@ def main() -> None:
         mini.check()
     finally:
         mini.stop()
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, r in enumerate(rows):
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_table(rows)
 
 
 if __name__ == "__main__":
